@@ -1,0 +1,51 @@
+"""authlib_saml2_grant
+~~~~~~~~~~~~~~~~~~~
+
+The SAML 2.0 Bearer Assertion grant for Authlib's OAuth 2.0 server.
+
+https://www.rfc-editor.org/rfc/rfc7522
+"""
+
+from .assertion import VerifiedAssertion
+from .errors import REASONS
+from .errors import AssertionRejected
+from .errors import ConfigurationError
+from .grant import SAML2_BEARER_GRANT_TYPE
+from .grant import SAML2BearerGrant
+from .replay import MemoryReplayCache
+from .replay import ReplayCache
+from .replay import SQLAlchemyReplayCache
+from .settings import get_settings
+from .settings import init_app
+from .signals import assertion_accepted
+from .signals import assertion_rejected
+from .signature import SignaturePolicy
+from .trust import IdentityProvider
+from .trust import TrustStore
+from .trust import load_certificate
+from .trust import load_metadata
+from .verifier import AssertionVerifier
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SAML2_BEARER_GRANT_TYPE",
+    "SAML2BearerGrant",
+    "AssertionVerifier",
+    "VerifiedAssertion",
+    "AssertionRejected",
+    "ConfigurationError",
+    "REASONS",
+    "IdentityProvider",
+    "TrustStore",
+    "load_certificate",
+    "load_metadata",
+    "SignaturePolicy",
+    "ReplayCache",
+    "MemoryReplayCache",
+    "SQLAlchemyReplayCache",
+    "init_app",
+    "get_settings",
+    "assertion_accepted",
+    "assertion_rejected",
+]

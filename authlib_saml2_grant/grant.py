@@ -1,0 +1,241 @@
+"""The SAML 2.0 Bearer Assertion grant for Authlib, :rfc:`7522#section-2.1`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from authlib.oauth2.rfc6749 import BaseGrant
+from authlib.oauth2.rfc6749 import InvalidGrantError
+from authlib.oauth2.rfc6749 import InvalidRequestError
+from authlib.oauth2.rfc6749 import TokenEndpointMixin
+from authlib.oauth2.rfc6749 import UnauthorizedClientError
+from authlib.oauth2.rfc6749.hooks import hooked
+from flask import current_app
+
+from .assertion import VerifiedAssertion
+from .errors import AssertionRejected
+from .settings import get_settings
+from .signals import assertion_accepted
+from .signals import assertion_rejected
+from .trust import IdentityProvider
+from .verifier import AssertionVerifier
+
+__all__ = ["SAML2_BEARER_GRANT_TYPE", "SAML2BearerGrant"]
+
+log = logging.getLogger(__name__)
+
+#: The grant type URI of :rfc:`7522#section-2.1`.
+SAML2_BEARER_GRANT_TYPE = "urn:ietf:params:oauth:grant-type:saml2-bearer"
+
+
+class SAML2BearerGrant(BaseGrant, TokenEndpointMixin):
+    """Exchange a signed SAML 2.0 assertion for an access token.
+
+    The client authenticates as usual and sends the assertion an enterprise
+    IdP issued for it; every check of :rfc:`7522#section-3` is delegated to
+    the app's :class:`~authlib_saml2_grant.AssertionVerifier`, configured by
+    the ``SAML2_BEARER_*`` settings. Subclass it and implement
+    :meth:`authenticate_user`::
+
+        class SAML2BearerGrant(authlib_saml2_grant.SAML2BearerGrant):
+            def authenticate_user(self, assertion):
+                return User.query.filter_by(email=assertion.subject).first()
+
+        server.register_grant(SAML2BearerGrant)
+
+    The verified assertion is stored on the request as
+    ``request.saml2_assertion`` for hooks, token generators and extensions.
+    """
+
+    GRANT_TYPE = SAML2_BEARER_GRANT_TYPE
+
+    #: Client authentication methods accepted at the token endpoint.
+    #: :rfc:`7522#section-3.1` leaves client authentication optional.
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+
+    #: The ``error_description`` every rejected assertion gets. The precise
+    #: reason goes to logs and the ``assertion_rejected`` signal only.
+    INVALID_ASSERTION_DESCRIPTION = "The SAML assertion is invalid, expired or already used."
+
+    @hooked
+    def validate_token_request(self) -> None:
+        """Validate a token request with a SAML 2.0 bearer assertion.
+
+        The client sends, form-encoded, per :rfc:`7522#section-2.1`:
+
+        grant_type
+             REQUIRED. ``urn:ietf:params:oauth:grant-type:saml2-bearer``.
+        assertion
+             REQUIRED. A single SAML 2.0 Assertion, base64url-encoded.
+        scope
+             OPTIONAL.
+
+        .. code-block:: http
+
+            POST /oauth/token HTTP/1.1
+            Host: as.example.com
+            Authorization: Basic czZCaGRSa3F0MzpnWDFmQmF0M2JW
+            Content-Type: application/x-www-form-urlencoded
+
+            grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Asaml2-bearer&
+            assertion=PHNhbWxwOl...[omitted for brevity]...ZT4
+        """
+        client = self.authenticate_token_endpoint_client()
+        log.debug("Validate SAML2 bearer token request of %r", client)
+        if not client.check_grant_type(self.GRANT_TYPE):
+            raise UnauthorizedClientError(
+                f"The client is not authorized to use 'grant_type={self.GRANT_TYPE}'"
+            )
+        self.request.client = client
+        raw = self.get_assertion_parameter()
+        verifier = self.get_verifier()
+        try:
+            assertion = verifier.verify(
+                raw,
+                audiences=self.get_audiences(),
+                recipients=self.get_recipients(),
+                resolve_identity_provider=self.resolve_identity_provider,
+            )
+            self.request.saml2_assertion = assertion
+            self.validate_requested_scope()
+            user = self._resolve_user(client, assertion)
+            # Last: a failed request above must not burn the assertion.
+            verifier.consume(assertion)
+        except AssertionRejected as exc:
+            self._reject(exc)
+        self.request.user = user
+        log.info(
+            "SAML2 bearer assertion accepted: issuer=%r id=%r subject=%r client=%r",
+            assertion.issuer,
+            assertion.assertion_id,
+            assertion.subject,
+            client.get_client_id(),
+        )
+        assertion_accepted.send(
+            current_app._get_current_object(), grant=self, assertion=assertion, client=client
+        )
+
+    @hooked
+    def create_token_response(self):
+        """Issue the access token, per :rfc:`7522#section-2.1` and :rfc:`6749#section-5.1`.
+
+        Its lifetime comes from Authlib's ``OAUTH2_TOKEN_EXPIRES_IN`` for this
+        grant type; a refresh token is included only when
+        ``SAML2_BEARER_ISSUE_REFRESH_TOKEN`` is true.
+        """
+        token = self.generate_token(
+            user=self.request.user,
+            scope=self.request.payload.scope,
+            include_refresh_token=get_settings().issue_refresh_token,
+        )
+        log.debug("Issue token %r to %r", token, self.client)
+        self.save_token(token)
+        return 200, token, self.TOKEN_RESPONSE_HEADER
+
+    def _resolve_user(self, client: Any, assertion: VerifiedAssertion) -> Any:
+        try:
+            user = self.authenticate_user(assertion)
+            allowed = user is not None and self.has_granted_permission(client, user)
+        except Exception as exc:  # e.g. the user database is down: fail closed
+            log.exception("SAML2 bearer user lookup failed")
+            raise AssertionRejected(
+                "user_lookup_error",
+                "Looking up the user of the assertion failed",
+                error=f"{type(exc).__name__}: {str(exc)[:160]}",
+            ) from exc
+        if user is None:
+            raise AssertionRejected(
+                "user_unknown", "No user matches the assertion subject", subject=assertion.subject
+            )
+        if not allowed:
+            raise AssertionRejected(
+                "permission_denied",
+                "The client may not obtain tokens for this user",
+                subject=assertion.subject,
+            )
+        return user
+
+    def get_assertion_parameter(self) -> str:
+        """The single ``assertion`` parameter of the request.
+
+        :raise InvalidRequestError: when it is missing, empty or repeated.
+        """
+        values = self.request.payload.datalist.get("assertion") or []
+        if len(values) > 1:
+            raise InvalidRequestError("Multiple 'assertion' parameters in request.")
+        if not values or not values[0]:
+            raise InvalidRequestError("Missing 'assertion' in request.")
+        return values[0]
+
+    def authenticate_user(self, assertion: VerifiedAssertion) -> Any | None:
+        """Find the resource owner the verified assertion is about. Developers
+        MUST implement this method in subclass, e.g.::
+
+            def authenticate_user(self, assertion):
+                return User.query.filter_by(email=assertion.subject).first()
+
+        :param assertion: the :class:`VerifiedAssertion`; ``assertion.subject``
+            is the NameID, ``assertion.attributes`` the attribute values.
+        :return: a user, or ``None`` to refuse with ``invalid_grant``.
+        """
+        raise NotImplementedError()
+
+    def has_granted_permission(self, client: Any, user: Any) -> bool:
+        """Whether ``client`` may obtain tokens on behalf of ``user``.
+
+        The IdP already vouched for the user and named this server as the
+        audience, so the default allows it. Override to restrict, e.g.::
+
+            def has_granted_permission(self, client, user):
+                return user.tenant_id == client.tenant_id
+
+        :return: bool; ``False`` refuses with ``invalid_grant``.
+        """
+        return True
+
+    def get_audiences(self) -> frozenset[str]:
+        """Our identities accepted as ``Audience`` (:rfc:`7522#section-3`, item 2).
+
+        Defaults to ``SAML2_BEARER_AUDIENCES``.
+        """
+        return self.get_verifier().audiences
+
+    def get_recipients(self) -> frozenset[str]:
+        """Accepted ``SubjectConfirmationData/@Recipient`` values (item 3).
+
+        Defaults to ``SAML2_BEARER_RECIPIENTS``, itself defaulting to the audiences.
+        """
+        return self.get_verifier().recipients
+
+    def resolve_identity_provider(self, issuer: str) -> IdentityProvider | None:
+        """The trusted IdP whose entity ID is ``issuer``, or ``None``.
+
+        Defaults to ``SAML2_BEARER_IDENTITY_PROVIDERS``; override to load IdPs
+        from a database, e.g. per tenant. The returned provider's
+        ``entity_id`` must equal ``issuer``.
+        """
+        return self.get_verifier().trust.get(issuer)
+
+    def get_verifier(self) -> AssertionVerifier:
+        """The app's verifier, built once from its settings."""
+        return get_settings().verifier
+
+    def _reject(self, exc: AssertionRejected) -> None:
+        client = self.request.client
+        client_id = client.get_client_id() if client is not None else None
+        log.info(
+            "SAML2 bearer assertion rejected: reason=%s client=%r: %s %r",
+            exc.reason,
+            client_id,
+            exc.message,
+            dict(exc.details),
+        )
+        assertion_rejected.send(
+            current_app._get_current_object(),
+            grant=self,
+            reason=exc.reason,
+            message=exc.message,
+            details=exc.details,
+        )
+        raise InvalidGrantError(description=self.INVALID_ASSERTION_DESCRIPTION) from exc

@@ -1,0 +1,213 @@
+"""Flask settings (``SAML2_BEARER_*``) turned into ready objects, once per app.
+
+:func:`init_app` reads and validates every setting at start-up, failing with
+a :class:`ConfigurationError` that names the bad key, and builds the
+:class:`AssertionVerifier` (parsed certificates, compiled allow-lists, replay
+cache). Requests only look the result up in ``app.extensions``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask
+from flask import current_app
+from werkzeug.utils import ImportStringError
+from werkzeug.utils import import_string
+
+from .errors import ConfigurationError
+from .replay import MemoryReplayCache
+from .replay import ReplayCache
+from .signature import DEFAULT_DIGEST_ALGORITHMS
+from .signature import DEFAULT_SIGNATURE_ALGORITHMS
+from .signature import SignaturePolicy
+from .trust import IdentityProvider
+from .trust import TrustStore
+from .trust import load_certificate
+from .trust import load_metadata
+from .verifier import AssertionVerifier
+
+__all__ = ["DEFAULTS", "Saml2BearerSettings", "init_app", "get_settings"]
+
+log = logging.getLogger(__name__)
+
+EXTENSION_KEY = "authlib_saml2_grant"
+
+#: Every setting with its default; ``SAML2_BEARER_AUDIENCES`` is required.
+DEFAULTS: Mapping[str, Any] = {
+    "SAML2_BEARER_AUDIENCES": None,
+    "SAML2_BEARER_RECIPIENTS": None,
+    "SAML2_BEARER_IDENTITY_PROVIDERS": (),
+    "SAML2_BEARER_CLOCK_SKEW": 60,
+    "SAML2_BEARER_MAX_ASSERTION_LIFETIME": 7200,
+    "SAML2_BEARER_MAX_ASSERTION_SIZE": 131_072,
+    "SAML2_BEARER_SIGNATURE_ALGORITHMS": DEFAULT_SIGNATURE_ALGORITHMS,
+    "SAML2_BEARER_DIGEST_ALGORITHMS": DEFAULT_DIGEST_ALGORITHMS,
+    "SAML2_BEARER_ISSUE_REFRESH_TOKEN": False,
+    "SAML2_BEARER_REPLAY_CACHE": None,
+}
+
+_lock = threading.Lock()
+_warned_memory_cache = False
+
+
+@dataclass(frozen=True)
+class Saml2BearerSettings:
+    """The validated settings of one Flask app."""
+
+    verifier: AssertionVerifier
+    issue_refresh_token: bool
+
+
+def init_app(app: Flask) -> Saml2BearerSettings:
+    """Validate the app's ``SAML2_BEARER_*`` settings and prepare the verifier.
+
+    Call it in your app factory so a bad setting fails at start-up::
+
+        from authlib_saml2_grant import init_app
+
+        init_app(app)
+
+    :raise ConfigurationError: naming the first invalid setting.
+    """
+    settings = load_settings(app.config)
+    app.extensions[EXTENSION_KEY] = settings
+    return settings
+
+
+def get_settings(app: Flask | None = None) -> Saml2BearerSettings:
+    """The app's settings, prepared by :func:`init_app` or on first use."""
+    app = app or current_app._get_current_object()
+    settings = app.extensions.get(EXTENSION_KEY)
+    if settings is None:
+        with _lock:
+            settings = app.extensions.get(EXTENSION_KEY) or init_app(app)
+    return settings
+
+
+def load_settings(config: Mapping[str, Any]) -> Saml2BearerSettings:
+    """Build :class:`Saml2BearerSettings` from a mapping such as ``app.config``."""
+
+    def get(key: str) -> Any:
+        return config.get(key, DEFAULTS[key])
+
+    audiences = _strings(get("SAML2_BEARER_AUDIENCES"), "SAML2_BEARER_AUDIENCES")
+    recipients = get("SAML2_BEARER_RECIPIENTS")
+    if recipients is not None:
+        recipients = _strings(recipients, "SAML2_BEARER_RECIPIENTS")
+    policy = SignaturePolicy(
+        signature_algorithms=tuple(
+            _strings(get("SAML2_BEARER_SIGNATURE_ALGORITHMS"), "SAML2_BEARER_SIGNATURE_ALGORITHMS")
+        ),
+        digest_algorithms=tuple(
+            _strings(get("SAML2_BEARER_DIGEST_ALGORITHMS"), "SAML2_BEARER_DIGEST_ALGORITHMS")
+        ),
+    )
+    verifier = AssertionVerifier(
+        trust=_identity_providers(get("SAML2_BEARER_IDENTITY_PROVIDERS")),
+        audiences=audiences,
+        recipients=recipients,
+        clock_skew=_seconds(get("SAML2_BEARER_CLOCK_SKEW"), "SAML2_BEARER_CLOCK_SKEW", 0, 3600),
+        max_lifetime=_seconds(
+            get("SAML2_BEARER_MAX_ASSERTION_LIFETIME"),
+            "SAML2_BEARER_MAX_ASSERTION_LIFETIME",
+            1,
+            86_400,
+        ),
+        max_size=_seconds(
+            get("SAML2_BEARER_MAX_ASSERTION_SIZE"), "SAML2_BEARER_MAX_ASSERTION_SIZE", 512, 10**7
+        ),
+        signature_policy=policy,
+        replay_cache=_replay_cache(get("SAML2_BEARER_REPLAY_CACHE")),
+    )
+    if not len(verifier.trust):
+        log.warning(
+            "SAML2_BEARER_IDENTITY_PROVIDERS is empty: every assertion is refused unless "
+            "resolve_identity_provider() is overridden"
+        )
+    refresh = get("SAML2_BEARER_ISSUE_REFRESH_TOKEN")
+    if not isinstance(refresh, bool):
+        raise ConfigurationError("SAML2_BEARER_ISSUE_REFRESH_TOKEN must be True or False")
+    return Saml2BearerSettings(verifier=verifier, issue_refresh_token=refresh)
+
+
+def _strings(value: Any, key: str) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if value is None or not isinstance(value, (list, tuple, set, frozenset)):
+        raise ConfigurationError(f"{key} must be a list of strings")
+    values = list(value)
+    if not values or not all(isinstance(v, str) and v for v in values):
+        raise ConfigurationError(f"{key} must list at least one non-empty string")
+    return values
+
+
+def _seconds(value: Any, key: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigurationError(f"{key} must be an integer from {low} to {high}")
+    return value
+
+
+def _identity_providers(entries: Any) -> TrustStore:
+    key = "SAML2_BEARER_IDENTITY_PROVIDERS"
+    if isinstance(entries, (str, Mapping)) or not isinstance(entries, (list, tuple)):
+        raise ConfigurationError(f"{key} must be a list")
+    providers: list[IdentityProvider] = []
+    for index, entry in enumerate(entries):
+        where = f"{key}[{index}]"
+        if isinstance(entry, IdentityProvider):
+            providers.append(entry)
+            continue
+        if not isinstance(entry, Mapping):
+            raise ConfigurationError(f"{where} must be a dict")
+        try:
+            if "metadata" in entry:
+                providers.extend(load_metadata(entry["metadata"]))
+                continue
+            certificates = entry.get("certificates")
+            if isinstance(certificates, str):
+                certificates = [certificates]
+            if not entry.get("entity_id") or not isinstance(entry["entity_id"], str):
+                raise ConfigurationError("needs an 'entity_id' string (or 'metadata')")
+            if not certificates:
+                raise ConfigurationError("needs a non-empty 'certificates' list")
+            providers.append(
+                IdentityProvider(
+                    entity_id=entry["entity_id"],
+                    certificates=tuple(load_certificate(cert) for cert in certificates),
+                )
+            )
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{where}: {exc}") from None
+    try:
+        return TrustStore(providers)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{key}: {exc}") from None
+
+
+def _replay_cache(value: Any) -> ReplayCache:
+    global _warned_memory_cache
+    key = "SAML2_BEARER_REPLAY_CACHE"
+    if value is None:
+        if not _warned_memory_cache:
+            _warned_memory_cache = True
+            log.warning(
+                "%s is not set: using an in-memory replay cache, which does not protect "
+                "deployments with several processes",
+                key,
+            )
+        return MemoryReplayCache()
+    if isinstance(value, str):
+        try:
+            value = import_string(value)
+        except ImportStringError as exc:
+            raise ConfigurationError(f"{key}: cannot import {value!r}") from exc
+        if isinstance(value, type):
+            value = value()
+    if not callable(getattr(value, "add", None)):
+        raise ConfigurationError(f"{key} must have an add(key, expires_at) method")
+    return value

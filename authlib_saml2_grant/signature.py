@@ -1,0 +1,321 @@
+"""XML-DSig verification of an assertion with the IdP's pinned certificates.
+
+This is the only module that imports signxml. It verifies the enveloped
+signature of the root ``Assertion`` with a certificate chosen by Issuer (never
+with one carried in ``KeyInfo``), with narrow algorithm allow-lists, and hands
+back only the element signxml proved signed (``VerifyResult.signed_xml``).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography import x509
+from lxml import etree
+from signxml import SignatureConfiguration
+from signxml import XMLVerifier
+from signxml.algorithms import CanonicalizationMethod
+from signxml.algorithms import DigestAlgorithm
+from signxml.algorithms import SignatureMethod
+from signxml.exceptions import InvalidCertificate
+from signxml.exceptions import InvalidDigest
+
+from .errors import AssertionRejected
+from .errors import ConfigurationError
+from .trust import IdentityProvider
+from .trust import fingerprint
+from .xml import DS_NS
+from .xml import SAML_NS
+from .xml import hardened_parser
+from .xml import qname
+
+__all__ = [
+    "DEFAULT_SIGNATURE_ALGORITHMS",
+    "DEFAULT_DIGEST_ALGORITHMS",
+    "SignaturePolicy",
+    "sign_enveloped",
+]
+
+log = logging.getLogger(__name__)
+
+#: Signature methods accepted unless configured otherwise: RSA PKCS#1 v1.5,
+#: RSA-PSS and ECDSA with SHA-2. SHA-1, MD5, DSA and HMAC are never defaults.
+DEFAULT_SIGNATURE_ALGORITHMS: tuple[str, ...] = tuple(
+    method.value
+    for method in (
+        SignatureMethod.RSA_SHA256,
+        SignatureMethod.RSA_SHA384,
+        SignatureMethod.RSA_SHA512,
+        SignatureMethod.SHA256_RSA_MGF1,
+        SignatureMethod.SHA384_RSA_MGF1,
+        SignatureMethod.SHA512_RSA_MGF1,
+        SignatureMethod.ECDSA_SHA256,
+        SignatureMethod.ECDSA_SHA384,
+        SignatureMethod.ECDSA_SHA512,
+    )
+)
+#: Digest algorithms accepted unless configured otherwise.
+DEFAULT_DIGEST_ALGORITHMS: tuple[str, ...] = tuple(
+    digest.value
+    for digest in (DigestAlgorithm.SHA256, DigestAlgorithm.SHA384, DigestAlgorithm.SHA512)
+)
+
+_ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
+_EXC_C14N = (
+    CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0.value,
+    CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0_WITH_COMMENTS.value,
+)
+#: Reference transforms a SAML signature may use (SAML core 5.4.4).
+_ALLOWED_TRANSFORMS = frozenset((_ENVELOPED, *_EXC_C14N))
+#: Canonicalization of SignedInfo: exclusive, or inclusive 1.0/1.1.
+_ALLOWED_SIGNED_INFO_C14N = frozenset(
+    (
+        *_EXC_C14N,
+        CanonicalizationMethod.CANONICAL_XML_1_0.value,
+        CanonicalizationMethod.CANONICAL_XML_1_1.value,
+    )
+)
+_FORBIDDEN_FAMILIES = ("HMAC", "DSA_", "SHA1", "MD5")
+
+_NS = {"ds": DS_NS}
+_SIGNATURES = etree.XPath("ds:Signature", namespaces=_NS)
+_SIGNATURE_METHOD = etree.XPath("ds:SignedInfo/ds:SignatureMethod/@Algorithm", namespaces=_NS)
+_DIGEST_METHODS = etree.XPath(
+    "ds:SignedInfo/ds:Reference/ds:DigestMethod/@Algorithm", namespaces=_NS
+)
+_KEYINFO_CERT = etree.XPath("ds:KeyInfo/ds:X509Data/ds:X509Certificate", namespaces=_NS)
+_REFERENCES = etree.XPath("ds:SignedInfo/ds:Reference", namespaces=_NS)
+_TRANSFORMS = etree.XPath("ds:Transforms/ds:Transform/@Algorithm", namespaces=_NS)
+_C14N_METHOD = etree.XPath("ds:SignedInfo/ds:CanonicalizationMethod/@Algorithm", namespaces=_NS)
+_ASSERTION = qname(SAML_NS, "Assertion")
+_local = threading.local()
+
+
+def _verifier() -> XMLVerifier:
+    # XMLVerifier keeps per-call state on the instance: one per thread.
+    verifier = getattr(_local, "verifier", None)
+    if verifier is None:
+        verifier = _local.verifier = XMLVerifier()
+    return verifier
+
+
+def _allow_list(uris: Iterable[str], enum, setting: str) -> frozenset:
+    members = set()
+    for uri in uris:
+        try:
+            member = enum(uri)
+        except ValueError:
+            raise ConfigurationError(f"{setting}: unknown algorithm URI {uri!r}") from None
+        members.add(member)
+    if not members:
+        raise ConfigurationError(f"{setting} must name at least one algorithm")
+    return frozenset(members)
+
+
+@dataclass(frozen=True)
+class SignaturePolicy:
+    """Which algorithms an IdP signature may use, and how it is verified.
+
+    :param signature_algorithms: allowed ``SignatureMethod`` URIs.
+    :param digest_algorithms: allowed ``DigestMethod`` URIs.
+    """
+
+    signature_algorithms: tuple[str, ...] = DEFAULT_SIGNATURE_ALGORITHMS
+    digest_algorithms: tuple[str, ...] = DEFAULT_DIGEST_ALGORITHMS
+
+    def __post_init__(self) -> None:
+        methods = _allow_list(
+            self.signature_algorithms, SignatureMethod, "SAML2_BEARER_SIGNATURE_ALGORITHMS"
+        )
+        digests = _allow_list(
+            self.digest_algorithms, DigestAlgorithm, "SAML2_BEARER_DIGEST_ALGORITHMS"
+        )
+        hmac = [method.value for method in methods if method.name.startswith("HMAC")]
+        if hmac:
+            raise ConfigurationError(
+                f"SAML2_BEARER_SIGNATURE_ALGORITHMS: HMAC is never accepted ({hmac[0]})"
+            )
+        for name in _FORBIDDEN_FAMILIES[1:]:
+            if any(method.name.startswith(name) for method in methods):
+                log.warning("Weak signature algorithms enabled: %s", name.rstrip("_"))
+        object.__setattr__(
+            self,
+            "_config",
+            SignatureConfiguration(
+                require_x509=True,
+                location="./",
+                expect_references=1,
+                signature_methods=methods,
+                digest_algorithms=digests,
+            ),
+        )
+        object.__setattr__(self, "_methods", frozenset(m.value for m in methods))
+        object.__setattr__(self, "_digests", frozenset(d.value for d in digests))
+
+    def verify(
+        self, data: bytes, root: etree._Element, provider: IdentityProvider
+    ) -> etree._Element:
+        """Verify the root's enveloped signature with the provider's pinned keys.
+
+        :param data: the XML bytes ``root`` was parsed from.
+        :param root: the parsed root ``Assertion``.
+        :param provider: the IdP selected by the root ``Issuer``.
+        :return: the signed root ``Assertion``, as signxml proved it signed.
+        :raise AssertionRejected: ``signature_missing``,
+            ``signature_algorithm_forbidden``, ``signature_reference_invalid``,
+            ``certificate_invalid`` or ``signature_invalid``.
+        """
+        signature = self._check_signature_element(root)
+        hint = _key_info_fingerprint(signature)
+        failures = []
+        for certificate in provider.get_candidate_certificates(hint):
+            try:
+                result = _verifier().verify(
+                    data,
+                    x509_cert=certificate,
+                    parser=hardened_parser(),
+                    id_attribute="ID",
+                    expect_config=self._config,
+                )
+            except Exception as exc:  # signxml, lxml and cryptography all raise here
+                failures.append(exc)
+                if isinstance(exc, InvalidDigest):
+                    break  # the key matched; the content was changed
+                continue
+            return _check_signed(result, root)
+        raise _failure(failures, provider, hint)
+
+    def _check_signature_element(self, root: etree._Element) -> etree._Element:
+        signatures = _SIGNATURES(root)
+        if not signatures:
+            raise AssertionRejected(
+                "signature_missing", "The assertion has no enveloped ds:Signature"
+            )
+        if len(signatures) > 1:
+            raise AssertionRejected(
+                "signature_invalid",
+                "The assertion has more than one enveloped ds:Signature",
+                count=len(signatures),
+            )
+        signature = signatures[0]
+        method = _SIGNATURE_METHOD(signature)
+        if not method or method[0] not in self._methods:
+            raise AssertionRejected(
+                "signature_algorithm_forbidden",
+                "The signature method is not allowed",
+                algorithm=method[0] if method else None,
+                allowed=sorted(self._methods),
+            )
+        for digest in _DIGEST_METHODS(signature):
+            if digest not in self._digests:
+                raise AssertionRejected(
+                    "signature_algorithm_forbidden",
+                    "The digest method is not allowed",
+                    algorithm=digest,
+                    allowed=sorted(self._digests),
+                )
+        return signature
+
+
+def _key_info_fingerprint(signature: etree._Element) -> str | None:
+    certs = _KEYINFO_CERT(signature)
+    if len(certs) != 1 or not certs[0].text:
+        return None
+    try:
+        return fingerprint(base64.b64decode("".join(certs[0].text.split())))
+    except ValueError:
+        return None
+
+
+def _check_signed(result, root: etree._Element) -> etree._Element:
+    """Require that the one signed reference is the root Assertion itself."""
+    root_id = root.get("ID")
+    references = _REFERENCES(result.signature_xml)
+    uri = references[0].get("URI") if len(references) == 1 else None
+    if uri != f"#{root_id}":
+        raise AssertionRejected(
+            "signature_reference_invalid",
+            "The signature does not reference the root Assertion",
+            expected=f"#{root_id}",
+            actual=uri,
+        )
+    transforms = _TRANSFORMS(references[0])
+    if _ENVELOPED not in transforms or not _ALLOWED_TRANSFORMS.issuperset(transforms):
+        raise AssertionRejected(
+            "signature_reference_invalid",
+            "The signature uses transforms other than enveloped-signature and exc-c14n",
+            transforms=list(transforms),
+        )
+    c14n = _C14N_METHOD(result.signature_xml)
+    if not c14n or c14n[0] not in _ALLOWED_SIGNED_INFO_C14N:
+        raise AssertionRejected(
+            "signature_reference_invalid",
+            "The SignedInfo canonicalization method is not allowed",
+            algorithm=c14n[0] if c14n else None,
+        )
+    signed = result.signed_xml
+    if signed is None or signed.tag != _ASSERTION or signed.get("ID") != root_id:
+        raise AssertionRejected(
+            "signature_reference_invalid",
+            "The signed element is not the root Assertion",
+            actual=None if signed is None else signed.tag,
+        )
+    return signed
+
+
+def _failure(
+    failures: list[Exception], provider: IdentityProvider, hint: str | None
+) -> AssertionRejected:
+    details = {
+        "issuer": provider.entity_id,
+        "key_info_fingerprint": hint,
+        "fingerprints_tried": list(provider.fingerprints),
+        "errors": [f"{type(exc).__name__}: {str(exc)[:160]}" for exc in failures],
+    }
+    if failures and all(isinstance(exc, InvalidCertificate) for exc in failures):
+        return AssertionRejected(
+            "certificate_invalid", "No pinned certificate of the IdP is currently valid", **details
+        )
+    if failures and isinstance(failures[-1], InvalidDigest):
+        return AssertionRejected(
+            "signature_invalid", "The signed content was modified (digest mismatch)", **details
+        )
+    return AssertionRejected(
+        "signature_invalid", "The signature does not verify with any pinned certificate", **details
+    )
+
+
+def sign_enveloped(
+    root: etree._Element,
+    key: Any,
+    certificate: x509.Certificate,
+    signature_algorithm: str = SignatureMethod.RSA_SHA256.value,
+    digest_algorithm: str = DigestAlgorithm.SHA256.value,
+) -> etree._Element:
+    """Sign ``root`` with an enveloped exc-c14n signature referencing its ``ID``.
+
+    Used by :mod:`authlib_saml2_grant.testing` to mint assertions. A
+    ``<ds:Signature Id="placeholder"/>`` child of ``root`` marks where the
+    signature goes (SAML requires it right after ``Issuer``).
+
+    :return: the signed element (a new tree).
+    """
+    from signxml import XMLSigner  # signing is only for tests and the CLI
+
+    signer = XMLSigner(
+        signature_algorithm=SignatureMethod(signature_algorithm),
+        digest_algorithm=DigestAlgorithm(digest_algorithm),
+        c14n_algorithm=_EXC_C14N[0],
+    )
+    return signer.sign(
+        root,
+        key=key,
+        cert=[certificate],
+        reference_uri=root.get("ID"),
+        id_attribute="ID",
+    )

@@ -1,0 +1,290 @@
+"""Mint signed SAML 2.0 bearer assertions for tests and demos.
+
+Use it in your own integration tests::
+
+    from authlib_saml2_grant.testing import TestIdentityProvider
+
+    idp = TestIdentityProvider("https://idp.example.com")
+    app.config["SAML2_BEARER_IDENTITY_PROVIDERS"] = [idp.settings_entry()]
+    assertion = idp.mint(
+        subject="alice@example.com",
+        audience="https://as.example.com",
+        recipient="https://as.example.com/oauth/token",
+    )
+    client.post("/oauth/token", data={"grant_type": SAML2_BEARER_GRANT_TYPE,
+                                      "assertion": assertion})
+
+Every field is overridable; pass :data:`OMIT` to leave an element or
+attribute out. Keys and certificates are generated in memory.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Mapping
+from collections.abc import Sequence
+from datetime import datetime
+from datetime import timedelta
+from datetime import timezone
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+from lxml import etree
+
+from .signature import sign_enveloped
+from .trust import IdentityProvider
+from .verifier import BEARER
+from .xml import DS_NS
+from .xml import SAML_NS
+from .xml import qname
+
+__all__ = [
+    "OMIT",
+    "TestIdentityProvider",
+    "build_assertion",
+    "encode_assertion",
+    "generate_key_pair",
+    "format_instant",
+]
+
+#: Pass as a field value to leave that element or attribute out.
+OMIT: Any = type("Omit", (), {"__repr__": lambda self: "OMIT"})()
+
+PASSWORD_PROTECTED_TRANSPORT = "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"
+_SIGNATURE_ALGORITHMS = {
+    "rsa": "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
+    "ec": "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256",
+}
+
+
+def generate_key_pair(
+    key_type: str = "rsa",
+    common_name: str = "Test IdP",
+    key_size: int = 2048,
+    curve: ec.EllipticCurve | None = None,
+    valid_for: timedelta = timedelta(days=365),
+) -> tuple[Any, x509.Certificate]:
+    """A private key and a self-signed certificate for it.
+
+    :param key_type: ``"rsa"`` or ``"ec"`` (P-256 unless ``curve`` is given).
+    """
+    if key_type == "rsa":
+        key = rsa.generate_private_key(public_exponent=65537, key_size=key_size)
+    elif key_type == "ec":
+        key = ec.generate_private_key(curve or ec.SECP256R1())
+    else:
+        raise ValueError("key_type must be 'rsa' or 'ec'")
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.now(timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + valid_for)
+        .sign(key, hashes.SHA256())
+    )
+    return key, certificate
+
+
+def format_instant(value: datetime) -> str:
+    """Format a datetime as a SAML UTC ``xs:dateTime`` (``...Z``)."""
+    value = value.astimezone(timezone.utc)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def encode_assertion(xml: bytes, urlsafe: bool = True, padding: bool = False) -> str:
+    """Encode XML as the ``assertion`` parameter (base64url without padding by default)."""
+    encoded = (base64.urlsafe_b64encode if urlsafe else base64.b64encode)(xml).decode()
+    return encoded if padding else encoded.rstrip("=")
+
+
+def _set(element: etree._Element, name: str, value: Any) -> None:
+    if value is not OMIT and value is not None:
+        element.set(name, format_instant(value) if isinstance(value, datetime) else str(value))
+
+
+def _child(parent: etree._Element, name: str, text: str | None = None, **attrs: Any):
+    child = etree.SubElement(parent, qname(SAML_NS, name))
+    if text is not None:
+        child.text = text
+    for key, value in attrs.items():
+        _set(child, key, value)
+    return child
+
+
+def build_assertion(
+    *,
+    issuer: Any = "https://idp.example.com",
+    subject: Any = "alice@example.com",
+    audience: Any = "https://as.example.com",
+    recipient: Any = "https://as.example.com/oauth/token",
+    name_id_format: Any = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress",
+    assertion_id: str | None = None,
+    issue_instant: Any = None,
+    lifetime: timedelta = timedelta(minutes=5),
+    not_before: Any = None,
+    not_on_or_after: Any = None,
+    confirmation_not_on_or_after: Any = None,
+    confirmation_method: str = BEARER,
+    in_response_to: Any = OMIT,
+    attributes: Mapping[str, str | Sequence[str]] | None = None,
+    authn_statement: bool = True,
+    authn_context_class_ref: str = PASSWORD_PROTECTED_TRANSPORT,
+    session_index: Any = "_session-1",
+    one_time_use: bool = False,
+    conditions: bool = True,
+    version: Any = "2.0",
+    nsmap: Mapping[str | None, str] | None = None,
+) -> etree._Element:
+    """Build an unsigned ``saml:Assertion`` with a signature placeholder after ``Issuer``.
+
+    ``audience`` may be a string, a list (one AudienceRestriction with several
+    Audiences), or a list of lists (several AudienceRestrictions).
+    """
+    now = datetime.now(timezone.utc)
+    issue_instant = now if issue_instant is None else issue_instant
+    base = issue_instant if isinstance(issue_instant, datetime) else now
+    if not_before is None:
+        not_before = base - timedelta(seconds=30)
+    if not_on_or_after is None:
+        not_on_or_after = base + lifetime
+    if confirmation_not_on_or_after is None:
+        confirmation_not_on_or_after = not_on_or_after
+    root = etree.Element(qname(SAML_NS, "Assertion"), nsmap=nsmap or {"saml": SAML_NS})
+    _set(root, "ID", assertion_id or f"_{uuid.uuid4().hex}")
+    _set(root, "Version", version)
+    _set(root, "IssueInstant", issue_instant)
+    if issuer is not OMIT:
+        _child(root, "Issuer", issuer)
+    placeholder = etree.SubElement(root, qname(DS_NS, "Signature"), nsmap={"ds": DS_NS})
+    placeholder.set("Id", "placeholder")
+    subject_el = _child(root, "Subject")
+    if subject is not OMIT:
+        _child(subject_el, "NameID", subject, Format=name_id_format)
+    confirmation = _child(subject_el, "SubjectConfirmation", Method=confirmation_method)
+    _child(
+        confirmation,
+        "SubjectConfirmationData",
+        NotOnOrAfter=confirmation_not_on_or_after,
+        Recipient=recipient,
+        InResponseTo=in_response_to,
+    )
+    if conditions:
+        conditions_el = _child(
+            root, "Conditions", NotBefore=not_before, NotOnOrAfter=not_on_or_after
+        )
+        for group in _audience_groups(audience):
+            restriction = _child(conditions_el, "AudienceRestriction")
+            for value in group:
+                _child(restriction, "Audience", value)
+        if one_time_use:
+            _child(conditions_el, "OneTimeUse")
+    if authn_statement:
+        statement = _child(root, "AuthnStatement", AuthnInstant=base, SessionIndex=session_index)
+        context = _child(statement, "AuthnContext")
+        _child(context, "AuthnContextClassRef", authn_context_class_ref)
+    if attributes:
+        statement = _child(root, "AttributeStatement")
+        for name, values in attributes.items():
+            attribute = _child(statement, "Attribute", Name=name)
+            for value in [values] if isinstance(values, str) else values:
+                _child(attribute, "AttributeValue", value)
+    return root
+
+
+def _audience_groups(audience: Any) -> list[list[str]]:
+    if audience is OMIT:
+        return []
+    if isinstance(audience, str):
+        return [[audience]]
+    audience = list(audience)
+    if audience and not isinstance(audience[0], str):
+        return [list(group) for group in audience]
+    return [audience]
+
+
+class TestIdentityProvider:
+    """A throwaway IdP: a key pair, a certificate, and an assertion mint.
+
+    :param entity_id: the ``Issuer`` it signs as.
+    :param key_type: ``"rsa"`` (2048-bit) or ``"ec"`` (P-256).
+    """
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(
+        self,
+        entity_id: str = "https://idp.example.com",
+        key_type: str = "rsa",
+        key: Any = None,
+        certificate: x509.Certificate | None = None,
+    ) -> None:
+        self.entity_id = entity_id
+        self.key_type = key_type
+        if key is None or certificate is None:
+            key, certificate = generate_key_pair(key_type, common_name=entity_id[:64])
+        self.key = key
+        self.certificate = certificate
+
+    @property
+    def certificate_pem(self) -> str:
+        return self.certificate.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+    @property
+    def identity_provider(self) -> IdentityProvider:
+        return IdentityProvider(self.entity_id, (self.certificate,))
+
+    def settings_entry(self) -> dict[str, Any]:
+        """This IdP as an entry of ``SAML2_BEARER_IDENTITY_PROVIDERS``."""
+        return {"entity_id": self.entity_id, "certificates": [self.certificate_pem]}
+
+    def sign(
+        self,
+        assertion: etree._Element,
+        signature_algorithm: str | None = None,
+        digest_algorithm: str = "http://www.w3.org/2001/04/xmlenc#sha256",
+    ) -> bytes:
+        """Sign an assertion built by :func:`build_assertion`; return XML bytes."""
+        signed = sign_enveloped(
+            assertion,
+            self.key,
+            self.certificate,
+            signature_algorithm=signature_algorithm or _SIGNATURE_ALGORITHMS[self.key_type],
+            digest_algorithm=digest_algorithm,
+        )
+        return etree.tostring(signed)
+
+    def mint_xml(self, **fields: Any) -> bytes:
+        """Build and sign an assertion; ``fields`` go to :func:`build_assertion`."""
+        fields.setdefault("issuer", self.entity_id)
+        return self.sign(build_assertion(**fields))
+
+    def mint(self, urlsafe: bool = True, padding: bool = False, **fields: Any) -> str:
+        """Build, sign and encode an assertion as the ``assertion`` parameter."""
+        return encode_assertion(self.mint_xml(**fields), urlsafe=urlsafe, padding=padding)
+
+    def metadata(self) -> bytes:
+        """SAML metadata (an ``EntityDescriptor``) publishing this IdP's certificate."""
+        md = "urn:oasis:names:tc:SAML:2.0:metadata"
+        root = etree.Element(qname(md, "EntityDescriptor"), nsmap={"md": md, "ds": DS_NS})
+        root.set("entityID", self.entity_id)
+        descriptor = etree.SubElement(root, qname(md, "IDPSSODescriptor"))
+        descriptor.set("protocolSupportEnumeration", "urn:oasis:names:tc:SAML:2.0:protocol")
+        key = etree.SubElement(descriptor, qname(md, "KeyDescriptor"))
+        key.set("use", "signing")
+        data = etree.SubElement(
+            etree.SubElement(key, qname(DS_NS, "KeyInfo")), qname(DS_NS, "X509Data")
+        )
+        cert = etree.SubElement(data, qname(DS_NS, "X509Certificate"))
+        der = self.certificate.public_bytes(serialization.Encoding.DER)
+        cert.text = base64.b64encode(der).decode("ascii")
+        return etree.tostring(root, xml_declaration=True, encoding="UTF-8")

@@ -1,0 +1,197 @@
+"""Trusted identity providers: entity ID to pinned signing certificates.
+
+An assertion's key is chosen by its ``Issuer`` (:rfc:`7522#section-3`, item 1)
+and never by the message: ``KeyInfo`` is only a hint that orders the pinned
+certificates by SHA-256 fingerprint, so key rollover with several
+certificates costs one signature check in the common case.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import re
+from collections.abc import Iterable
+from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field
+from types import MappingProxyType
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from lxml import etree
+
+from .errors import AssertionRejected
+from .errors import ConfigurationError
+from .xml import DS_NS
+from .xml import MD_NS
+from .xml import parse_xml
+from .xml import qname
+
+__all__ = [
+    "IdentityProvider",
+    "TrustStore",
+    "load_certificate",
+    "load_metadata",
+    "fingerprint",
+]
+
+_PEM = re.compile(r"-----BEGIN CERTIFICATE-----\s*(.+?)\s*-----END CERTIFICATE-----", re.DOTALL)
+_WHITESPACE = re.compile(r"\s+")
+_IDP_SIGNING_CERTS = etree.XPath(
+    "md:IDPSSODescriptor/md:KeyDescriptor[not(@use) or @use='signing']"
+    "/ds:KeyInfo/ds:X509Data/ds:X509Certificate",
+    namespaces={"md": MD_NS, "ds": DS_NS},
+)
+
+
+def fingerprint(der: bytes) -> str:
+    """SHA-256 fingerprint of a DER certificate, lowercase hex."""
+    return hashlib.sha256(der).hexdigest()
+
+
+@dataclass(frozen=True)
+class IdentityProvider:
+    """An IdP trusted to issue assertions: its entity ID and pinned certificates.
+
+    :param entity_id: compared with the assertion's ``Issuer`` by simple string
+        comparison (:rfc:`3986#section-6.2.1`).
+    :param certificates: every certificate the IdP may sign with (several
+        during a key rollover).
+    """
+
+    entity_id: str
+    certificates: tuple[x509.Certificate, ...]
+    _by_fingerprint: Mapping[str, x509.Certificate] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.entity_id:
+            raise ConfigurationError("An identity provider needs a non-empty entity_id")
+        if not self.certificates:
+            raise ConfigurationError(
+                f"Identity provider {self.entity_id!r} has no signing certificate"
+            )
+        certificates = tuple(self.certificates)
+        object.__setattr__(self, "certificates", certificates)
+        by_fingerprint = {
+            fingerprint(cert.public_bytes(Encoding.DER)): cert for cert in certificates
+        }
+        object.__setattr__(self, "_by_fingerprint", MappingProxyType(by_fingerprint))
+
+    @property
+    def fingerprints(self) -> tuple[str, ...]:
+        """SHA-256 fingerprints of the pinned certificates, in order."""
+        return tuple(self._by_fingerprint)
+
+    def get_candidate_certificates(self, hint: str | None) -> tuple[x509.Certificate, ...]:
+        """The pinned certificates, the one whose fingerprint is ``hint`` first.
+
+        :param hint: fingerprint of the certificate the message names in its
+            ``KeyInfo``; it only orders the pinned set and is never trusted.
+        """
+        first = self._by_fingerprint.get(hint) if hint else None
+        if first is None or len(self.certificates) == 1:
+            return self.certificates
+        return (first, *(cert for cert in self.certificates if cert is not first))
+
+
+class TrustStore:
+    """The trusted identity providers, looked up by exact entity ID."""
+
+    def __init__(self, providers: Iterable[IdentityProvider] = ()) -> None:
+        self._providers: dict[str, IdentityProvider] = {}
+        for provider in providers:
+            if provider.entity_id in self._providers:
+                raise ConfigurationError(
+                    f"Identity provider {provider.entity_id!r} is configured twice"
+                )
+            self._providers[provider.entity_id] = provider
+
+    def get(self, entity_id: str) -> IdentityProvider | None:
+        return self._providers.get(entity_id)
+
+    def __len__(self) -> int:
+        return len(self._providers)
+
+    def __iter__(self):
+        return iter(self._providers.values())
+
+
+def load_certificate(value: str | bytes | x509.Certificate) -> x509.Certificate:
+    """Load a certificate from PEM text, a PEM or DER file path, or bare Base64 DER.
+
+    :raise ConfigurationError: when nothing usable is found.
+    """
+    if isinstance(value, x509.Certificate):
+        return value
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    text = value.strip()
+    if "-----BEGIN" not in text and os.path.isfile(text):
+        with open(text, "rb") as handle:
+            raw = handle.read()
+        if b"-----BEGIN" not in raw:
+            return _load_der(raw, text)
+        text = raw.decode("ascii", "replace")
+    match = _PEM.search(text)
+    body = match.group(1) if match else text
+    try:
+        der = base64.b64decode(_WHITESPACE.sub("", body), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ConfigurationError(
+            f"Not a certificate, PEM text or file path: {text[:60]!r}"
+        ) from exc
+    return _load_der(der, text[:60])
+
+
+def _load_der(der: bytes, origin: str) -> x509.Certificate:
+    try:
+        return x509.load_der_x509_certificate(der)
+    except ValueError as exc:
+        raise ConfigurationError(f"Cannot load certificate from {origin!r}: {exc}") from exc
+
+
+def load_metadata(source: str | bytes) -> list[IdentityProvider]:
+    """Read identity providers from SAML metadata (a file path or the XML itself).
+
+    Every ``EntityDescriptor`` with an ``IDPSSODescriptor`` becomes an
+    :class:`IdentityProvider` carrying each signing certificate, so a
+    metadata document published during a key rollover trusts both keys.
+
+    :raise ConfigurationError: when the metadata is unreadable or names no IdP.
+    """
+    if isinstance(source, str) and not source.lstrip().startswith("<"):
+        try:
+            with open(source, "rb") as handle:
+                data = handle.read()
+        except OSError as exc:
+            raise ConfigurationError(f"Cannot read SAML metadata file {source!r}: {exc}") from exc
+    else:
+        data = source.encode("utf-8") if isinstance(source, str) else source
+    try:
+        root = parse_xml(data.strip())
+    except AssertionRejected as exc:
+        raise ConfigurationError(f"SAML metadata is not usable XML: {exc.message}") from exc
+    if root.tag == qname(MD_NS, "EntityDescriptor"):
+        entities = [root]
+    elif root.tag == qname(MD_NS, "EntitiesDescriptor"):
+        entities = list(root.iter(qname(MD_NS, "EntityDescriptor")))
+    else:
+        raise ConfigurationError("SAML metadata must be an EntityDescriptor or EntitiesDescriptor")
+    providers = []
+    for entity in entities:
+        certs = _IDP_SIGNING_CERTS(entity)
+        if not certs:
+            continue
+        entity_id = entity.get("entityID") or ""
+        providers.append(
+            IdentityProvider(
+                entity_id=entity_id,
+                certificates=tuple(load_certificate(cert.text or "") for cert in certs),
+            )
+        )
+    if not providers:
+        raise ConfigurationError("SAML metadata names no IdP with a signing certificate")
+    return providers
