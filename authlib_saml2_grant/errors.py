@@ -60,6 +60,7 @@ REASONS: Mapping[str, str] = MappingProxyType(
         "user_unknown": "user",
         "user_lookup_error": "user",
         "permission_denied": "user",
+        "verification_error": "internal",
     }
 )
 

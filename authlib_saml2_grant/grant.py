@@ -91,12 +91,7 @@ class SAML2BearerGrant(BaseGrant, TokenEndpointMixin):
         raw = self.get_assertion_parameter()
         verifier = self.get_verifier()
         try:
-            assertion = verifier.verify(
-                raw,
-                audiences=self.get_audiences(),
-                recipients=self.get_recipients(),
-                resolve_identity_provider=self.resolve_identity_provider,
-            )
+            assertion = self._verify(verifier, raw)
             self.request.saml2_assertion = assertion
             self.validate_requested_scope()
             user = self._resolve_user(client, assertion)
@@ -132,6 +127,24 @@ class SAML2BearerGrant(BaseGrant, TokenEndpointMixin):
         log.debug("Issue token %r to %r", token, self.client)
         self.save_token(token)
         return 200, token, self.TOKEN_RESPONSE_HEADER
+
+    def _verify(self, verifier: AssertionVerifier, raw: str) -> VerifiedAssertion:
+        try:
+            return verifier.verify(
+                raw,
+                audiences=self.get_audiences(),
+                recipients=self.get_recipients(),
+                resolve_identity_provider=self.resolve_identity_provider,
+            )
+        except AssertionRejected:
+            raise
+        except Exception as exc:  # a bug or a failing hook must not become a 500
+            log.exception("SAML2 bearer assertion verification failed unexpectedly")
+            raise AssertionRejected(
+                "verification_error",
+                "Verification raised an unexpected error",
+                error=f"{type(exc).__name__}: {str(exc)[:160]}",
+            ) from exc
 
     def _resolve_user(self, client: Any, assertion: VerifiedAssertion) -> Any:
         try:
