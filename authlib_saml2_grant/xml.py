@@ -203,7 +203,7 @@ def parse_instant(value: str | None, attribute: str) -> datetime | None:
         ) from exc
 
 
-_INSTANT = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?Z")
+_INSTANT = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?Z", re.ASCII)
 
 
 def element_text(element: etree._Element) -> str | None:
