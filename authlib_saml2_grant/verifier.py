@@ -292,12 +292,12 @@ class AssertionVerifier:
         not_on_or_after = parse_instant(conditions.get("NotOnOrAfter"), "Conditions/@NotOnOrAfter")
         self._check_window(not_before, not_on_or_after, issue_instant, now, "Conditions")
         found_audiences, one_time_use = _check_conditions(conditions, audiences)
-        _passed(
-            trace,
-            "conditions",
-            {"not_before": _iso(not_before), "not_on_or_after": _iso(not_on_or_after)},
-        )
-        _passed(trace, "audience", {"found": list(found_audiences), "accepted": sorted(audiences)})
+        if trace is not None:
+            trace(
+                "conditions",
+                {"not_before": _iso(not_before), "not_on_or_after": _iso(not_on_or_after)},
+            )
+            trace("audience", {"found": list(found_audiences), "accepted": sorted(audiences)})
 
         # Item 3: the subject and a bearer confirmation addressed to us.
         subject = _single(signed, _SUBJECT, "subject_missing", "Subject")
@@ -556,6 +556,9 @@ def _attributes(assertion: etree._Element) -> MappingProxyType:
         name = attribute.get("Name")
         if not name:
             continue
-        values = tuple("".join(v.itertext()) for v in _ATTRIBUTE_VALUES(attribute))
+        values = tuple(
+            (v.text or "") if not len(v) else "".join(v.itertext())
+            for v in _ATTRIBUTE_VALUES(attribute)
+        )
         attributes[name] = attributes.get(name, ()) + values
     return MappingProxyType(attributes)
