@@ -96,11 +96,24 @@ _ASSERTION = qname(SAML_NS, "Assertion")
 _local = threading.local()
 
 
+class _ParsedTreeVerifier(XMLVerifier):
+    """signxml's verifier, given the tree :func:`~.xml.parse_xml` already parsed.
+
+    signxml would serialize and re-parse an element handed to it; it never
+    mutates the root (it works on copies), so the hardened parse is reused.
+    """
+
+    def get_root(self, data):
+        if isinstance(data, etree._Element):
+            return data
+        return super().get_root(data)  # pragma: no cover - we always pass a tree
+
+
 def _verifier() -> XMLVerifier:
     # XMLVerifier keeps per-call state on the instance: one per thread.
     verifier = getattr(_local, "verifier", None)
     if verifier is None:
-        verifier = _local.verifier = XMLVerifier()
+        verifier = _local.verifier = _ParsedTreeVerifier()
     return verifier
 
 
@@ -157,13 +170,10 @@ class SignaturePolicy:
         object.__setattr__(self, "_methods", frozenset(m.value for m in methods))
         object.__setattr__(self, "_digests", frozenset(d.value for d in digests))
 
-    def verify(
-        self, data: bytes, root: etree._Element, provider: IdentityProvider
-    ) -> etree._Element:
+    def verify(self, root: etree._Element, provider: IdentityProvider) -> etree._Element:
         """Verify the root's enveloped signature with the provider's pinned keys.
 
-        :param data: the XML bytes ``root`` was parsed from.
-        :param root: the parsed root ``Assertion``.
+        :param root: the root ``Assertion``, as parsed by :func:`~.xml.parse_xml`.
         :param provider: the IdP selected by the root ``Issuer``.
         :return: the signed root ``Assertion``, as signxml proved it signed.
         :raise AssertionRejected: ``signature_missing``,
@@ -171,12 +181,12 @@ class SignaturePolicy:
             ``certificate_invalid`` or ``signature_invalid``.
         """
         signature = self._check_signature_element(root)
-        hint = _key_info_fingerprint(signature)
+        hint = _key_info_fingerprint(signature) if len(provider.certificates) > 1 else None
         failures = []
         for certificate in provider.get_candidate_certificates(hint):
             try:
                 result = _verifier().verify(
-                    data,
+                    root,
                     x509_cert=certificate,
                     parser=hardened_parser(),
                     id_attribute="ID",

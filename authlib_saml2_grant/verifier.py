@@ -170,7 +170,7 @@ class AssertionVerifier:
         _passed(trace, "structure", {"id": root.get("ID")})
         provider = self._resolve_provider(root, resolve_identity_provider or self.trust.get)
         _passed(trace, "issuer", {"issuer": provider.entity_id})
-        signed = self.signature_policy.verify(data, root, provider)
+        signed = self.signature_policy.verify(root, provider)
         _passed(trace, "signature", {"fingerprints": list(provider.fingerprints)})
         return self._check_signed(
             signed,
