@@ -1,0 +1,799 @@
+"""Each processing rule of :rfc:`7522#section-3`, through the token endpoint.
+
+Every refusal is an ``invalid_grant`` with the one generic description; the
+precise reason code reaches operators through the ``assertion_rejected``
+signal, and is asserted here.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import signxml
+from lxml import etree
+
+from authlib_saml2_grant.testing import OMIT
+from authlib_saml2_grant.testing import TestIdentityProvider
+from authlib_saml2_grant.testing import build_assertion
+from authlib_saml2_grant.testing import encode_assertion
+from authlib_saml2_grant.testing import format_instant
+from authlib_saml2_grant.testing import generate_key_pair
+from authlib_saml2_grant.verifier import BEARER
+from authlib_saml2_grant.xml import SAML_NS
+
+from .conftest import AS_ENTITY_ID
+from .conftest import TOKEN_ENDPOINT
+from .conftest import request_token
+from .helpers import ago
+from .helpers import app_for
+from .helpers import assert_rejected
+from .helpers import find
+from .helpers import from_now
+from .helpers import mint_for
+from .helpers import send
+
+HOLDER_OF_KEY = "urn:oasis:names:tc:SAML:2.0:cm:holder-of-key"
+RSA_SHA1 = "http://www.w3.org/2000/09/xmldsig#rsa-sha1"
+SHA1 = "http://www.w3.org/2000/09/xmldsig#sha1"
+RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
+SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
+
+
+def build(**fields):
+    """An unsigned assertion from the test IdP, addressed to the test server."""
+    fields.setdefault("issuer", "https://idp.example.com")
+    fields.setdefault("audience", AS_ENTITY_ID)
+    fields.setdefault("recipient", TOKEN_ENDPOINT)
+    return build_assertion(**fields)
+
+
+def _q(name):
+    return f"{{{SAML_NS}}}{name}"
+
+
+# -- item 1: Issuer -----------------------------------------------------------
+
+
+def test_issuer_exact_match_accepted(client, mint, accepted):
+    """:rfc:`7522#section-3` item 1: the Issuer names a trusted IdP exactly."""
+    status, body = request_token(client, mint())
+    assert status == 200, body
+    assert accepted[0].issuer == "https://idp.example.com"
+
+
+@pytest.mark.parametrize(
+    "issuer",
+    [
+        "https://idp.example.com/",
+        "HTTPS://IDP.EXAMPLE.COM",
+        "https://IDP.example.com",
+        "https://idp.example.com:443",
+        "https://idp.example.com#",
+    ],
+)
+def test_issuer_not_normalised(client, idp, reasons, issuer):
+    """:rfc:`7522#section-3` item 1: simple string comparison, no URI normalisation."""
+    status, body = send(client, idp, build(issuer=issuer))
+    assert_rejected(status, body, reasons, "issuer_unknown")
+
+
+def test_unknown_issuer(client, other_idp, reasons):
+    """:rfc:`7522#section-3` item 1: an assertion from an untrusted IdP is refused."""
+    status, body = request_token(client, mint_for(other_idp))
+    assert_rejected(status, body, reasons, "issuer_unknown")
+
+
+@pytest.mark.parametrize("issuer", [OMIT, "", " https://idp.example.com "])
+def test_issuer_missing_or_padded(client, idp, reasons, issuer):
+    """:rfc:`7522#section-3` item 1: the Issuer MUST identify the issuing entity."""
+    status, body = send(client, idp, build(issuer=issuer))
+    assert_rejected(status, body, reasons, "issuer_missing")
+
+
+# -- item 2: Audience ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("audience", [AS_ENTITY_ID, TOKEN_ENDPOINT])
+def test_audience_exact_match(client, mint, accepted, audience):
+    """:rfc:`7522#section-3` item 2: any configured audience is accepted as is."""
+    status, body = request_token(client, mint(audience=audience))
+    assert status == 200, body
+    assert accepted[0].audiences == (audience,)
+
+
+@pytest.mark.parametrize(
+    "audience",
+    [
+        "https://as.example.com/",
+        "HTTPS://AS.EXAMPLE.COM",
+        "https://as.example.com/oauth/token/",
+        "https://as.example.com/OAUTH/TOKEN",
+        " https://as.example.com",
+        "https://as.example.com.evil.example",
+        "",
+    ],
+)
+def test_audience_not_normalised(client, mint, reasons, audience):
+    """:rfc:`7522#section-3` item 2: no trailing-slash, case or whitespace folding."""
+    status, body = request_token(client, mint(audience=audience))
+    assert_rejected(status, body, reasons, "audience_mismatch")
+
+
+def test_audiences_in_one_restriction_are_ored(client, mint, accepted):
+    """:rfc:`7522#section-3` item 2: one of several Audiences in a restriction suffices."""
+    audiences = ["https://rp.example.net", AS_ENTITY_ID, "https://other.example.org"]
+    status, body = request_token(client, mint(audience=audiences))
+    assert status == 200, body
+    assert accepted[0].audiences == tuple(audiences)
+
+
+def test_audience_restrictions_are_anded(client, mint, reasons):
+    """:rfc:`7522#section-3` item 2 (SAML core 2.5.1.4): every AudienceRestriction must name us."""
+    audience = [[AS_ENTITY_ID], ["https://rp.example.net"]]
+    status, body = request_token(client, mint(audience=audience))
+    assert_rejected(status, body, reasons, "audience_mismatch")
+
+
+def test_several_restrictions_all_naming_us(client, mint, accepted):
+    """:rfc:`7522#section-3` item 2: several restrictions that each name us are accepted."""
+    audience = [[AS_ENTITY_ID, "https://rp.example.net"], [TOKEN_ENDPOINT]]
+    status, body = request_token(client, mint(audience=audience))
+    assert status == 200, body
+    assert set(accepted[0].audiences) == {AS_ENTITY_ID, "https://rp.example.net", TOKEN_ENDPOINT}
+
+
+def test_missing_audience_restriction(client, mint, reasons):
+    """:rfc:`7522#section-3` item 2: Conditions MUST contain an AudienceRestriction."""
+    status, body = request_token(client, mint(audience=OMIT))
+    assert_rejected(status, body, reasons, "audience_missing")
+
+
+def test_empty_audience_restriction(client, mint, reasons):
+    """:rfc:`7522#section-3` item 2: an AudienceRestriction without Audience names nobody."""
+    status, body = request_token(client, mint(audience=[[]]))
+    assert_rejected(status, body, reasons, "audience_mismatch")
+
+
+def test_no_conditions(client, idp, reasons):
+    """:rfc:`7522#section-3` item 2: the Assertion MUST contain a Conditions element."""
+    status, body = send(client, idp, build(conditions=False))
+    assert_rejected(status, body, reasons, "conditions_missing")
+
+
+def test_two_conditions_elements(client, idp, reasons):
+    """:rfc:`7522#section-3` item 11: SAML core allows at most one Conditions element."""
+    tree = build()
+    conditions = find(tree, "saml:Conditions")
+    conditions.addnext(etree.fromstring(etree.tostring(conditions)))
+    status, body = send(client, idp, tree)
+    assert_rejected(status, body, reasons, "conditions_missing")
+
+
+def test_get_audiences_hook(tmp_path, idp):
+    """:rfc:`7522#section-3` item 2: ``get_audiences`` overrides the configured audiences."""
+    with app_for(tmp_path, [idp]) as h:
+        server = h.app.extensions["test_server"]
+        grant_cls = server._token_grants[0][0]
+        grant_cls.get_audiences = lambda self: frozenset(["https://tenant.example.com"])
+        try:
+            status, body = h.token(mint_for(idp))
+            assert (status, h.reasons) == (400, ["audience_mismatch"])
+            status, body = h.token(mint_for(idp, audience="https://tenant.example.com"))
+            assert status == 200, body
+        finally:
+            del grant_cls.get_audiences
+
+
+# -- item 3: Subject ----------------------------------------------------------
+
+
+def test_subject_name_id(client, mint, accepted):
+    """:rfc:`7522#section-3` item 3: the NameID identifies the resource owner."""
+    assert request_token(client, mint())[0] == 200
+    assertion = accepted[0]
+    assert assertion.subject == "alice@example.com"
+    assert assertion.name_id_format == "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"
+    assert assertion.name_qualifier is None
+    assert assertion.sp_name_qualifier is None
+
+
+def test_subject_format_and_qualifiers_exposed(client, idp, accepted):
+    """:rfc:`7522#section-3` item 3: NameID Format and qualifiers reach the application."""
+    tree = build(name_id_format="urn:oasis:names:tc:SAML:2.0:nameid-format:persistent")
+    name_id = find(tree, "saml:Subject/saml:NameID")
+    name_id.set("NameQualifier", "https://idp.example.com")
+    name_id.set("SPNameQualifier", AS_ENTITY_ID)
+    status, body = send(client, idp, tree)
+    assert status == 200, body
+    assertion = accepted[0]
+    assert assertion.name_id_format == "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent"
+    assert assertion.name_qualifier == "https://idp.example.com"
+    assert assertion.sp_name_qualifier == AS_ENTITY_ID
+
+
+def test_subject_without_format(client, mint, accepted):
+    """:rfc:`7522#section-3` item 3: Format is optional (unspecified)."""
+    assert request_token(client, mint(name_id_format=OMIT))[0] == 200
+    assert accepted[0].name_id_format is None
+
+
+@pytest.mark.parametrize("subject", ["", "   "])
+def test_subject_empty(client, mint, reasons, subject):
+    """:rfc:`7522#section-3` item 3: an empty NameID identifies nobody."""
+    status, body = request_token(client, mint(subject=subject))
+    assert_rejected(status, body, reasons, "subject_missing")
+
+
+def test_subject_name_id_missing(client, mint, reasons):
+    """:rfc:`7522#section-3` item 3: the Subject MUST carry a NameID."""
+    status, body = request_token(client, mint(subject=OMIT))
+    assert_rejected(status, body, reasons, "subject_missing")
+
+
+def test_subject_element_missing(client, idp, reasons):
+    """:rfc:`7522#section-3` item 3: the Assertion MUST contain a Subject."""
+    tree = build()
+    tree.remove(find(tree, "saml:Subject"))
+    status, body = send(client, idp, tree)
+    assert_rejected(status, body, reasons, "subject_missing")
+
+
+def test_two_name_ids(client, idp, reasons):
+    """:rfc:`7522#section-3` item 3: one principal, so exactly one NameID."""
+    tree = build()
+    name_id = find(tree, "saml:Subject/saml:NameID")
+    name_id.addnext(etree.fromstring(etree.tostring(name_id)))
+    status, body = send(client, idp, tree)
+    assert_rejected(status, body, reasons, "subject_missing")
+
+
+# -- items 4 and 5: bearer SubjectConfirmation -----------------------------------
+
+
+def test_recipient_is_a_configured_recipient(tmp_path, idp):
+    """:rfc:`7522#section-3` item 5: Recipient equals the token endpoint or an alias."""
+    alias = "https://as.example.com/alias/token"
+    with app_for(tmp_path, [idp], SAML2_BEARER_RECIPIENTS=[TOKEN_ENDPOINT, alias]) as h:
+        status, body = h.token(mint_for(idp, recipient=alias))
+        assert status == 200, body
+        assert h.accepted[0].recipient == alias
+        status, body = h.token(mint_for(idp, recipient=TOKEN_ENDPOINT))
+        assert status == 200, body
+        status, body = h.token(mint_for(idp, recipient=AS_ENTITY_ID))
+        assert_rejected(status, body, h.reasons, "recipient_mismatch")
+
+
+@pytest.mark.parametrize(
+    "recipient",
+    [
+        OMIT,
+        "",
+        AS_ENTITY_ID,
+        "https://as.example.com/oauth/token/",
+        "https://AS.example.com/oauth/token",
+        "https://as.example.com/oauth/token?x=1",
+    ],
+)
+def test_recipient_mismatch(client, mint, reasons, recipient):
+    """:rfc:`7522#section-3` item 5: the Recipient MUST match, exactly."""
+    status, body = request_token(client, mint(recipient=recipient))
+    assert_rejected(status, body, reasons, "recipient_mismatch")
+
+
+def test_recipients_default_to_audiences(tmp_path, idp):
+    """:rfc:`7522#section-3` item 5: without SAML2_BEARER_RECIPIENTS, the audiences."""
+    with app_for(tmp_path, [idp], SAML2_BEARER_RECIPIENTS=None) as h:
+        status, body = h.token(mint_for(idp, recipient=AS_ENTITY_ID))
+        assert status == 200, body
+        status, body = h.token(mint_for(idp, recipient=TOKEN_ENDPOINT))
+        assert status == 200, body
+        status, body = h.token(mint_for(idp, recipient="https://rp.example.net/acs"))
+        assert_rejected(status, body, h.reasons, "recipient_mismatch")
+
+
+def test_confirmation_expired(client, mint, reasons):
+    """:rfc:`7522#section-3` item 6: an expired SubjectConfirmationData is refused."""
+    assertion = mint(issue_instant=ago(600), not_on_or_after=from_now(300))
+    assert request_token(client, assertion)[0] == 200
+    status, body = request_token(
+        client,
+        mint(
+            issue_instant=ago(600),
+            not_on_or_after=from_now(300),
+            confirmation_not_on_or_after=ago(120),
+        ),
+    )
+    assert_rejected(status, body, reasons, "confirmation_expired")
+
+
+def test_confirmation_without_not_on_or_after(client, mint, reasons):
+    """:rfc:`7522#section-3` item 5: SubjectConfirmationData MUST have NotOnOrAfter."""
+    status, body = request_token(client, mint(confirmation_not_on_or_after=OMIT))
+    assert_rejected(status, body, reasons, "confirmation_expired")
+
+
+def test_confirmation_not_before_in_future(client, idp, reasons):
+    """:rfc:`7522#section-3` item 11: SubjectConfirmationData NotBefore is respected."""
+    tree = build()
+    data = find(tree, "saml:Subject/saml:SubjectConfirmation/saml:SubjectConfirmationData")
+    data.set("NotBefore", format_instant(from_now(120)))
+    status, body = send(client, idp, tree)
+    assert_rejected(status, body, reasons, "confirmation_not_yet_valid")
+
+
+def test_confirmation_not_before_in_past(client, idp):
+    """:rfc:`7522#section-3` item 11: a past SubjectConfirmationData NotBefore is fine."""
+    tree = build()
+    data = find(tree, "saml:Subject/saml:SubjectConfirmation/saml:SubjectConfirmationData")
+    data.set("NotBefore", format_instant(ago(10)))
+    status, body = send(client, idp, tree)
+    assert status == 200, body
+
+
+def test_in_response_to_refused(client, mint, reasons):
+    """:rfc:`7522#section-3` item 5: a browser-SSO confirmation (InResponseTo) is refused."""
+    status, body = request_token(client, mint(in_response_to="_authn-request-1"))
+    assert_rejected(status, body, reasons, "in_response_to_present")
+
+
+def test_holder_of_key_only_refused(client, mint, reasons):
+    """:rfc:`7522#section-3` item 5: a bearer SubjectConfirmation is REQUIRED."""
+    status, body = request_token(client, mint(confirmation_method=HOLDER_OF_KEY))
+    assert_rejected(status, body, reasons, "subject_confirmation_missing")
+
+
+def test_confirmation_without_data(client, idp, reasons):
+    """:rfc:`7522#section-3` item 5: the bearer confirmation needs its Recipient data."""
+    tree = build()
+    confirmation = find(tree, "saml:Subject/saml:SubjectConfirmation")
+    confirmation.remove(find(confirmation, "saml:SubjectConfirmationData"))
+    status, body = send(client, idp, tree)
+    assert_rejected(status, body, reasons, "subject_confirmation_missing")
+
+
+def _add_confirmation(tree, method=BEARER, **attrs):
+    subject = find(tree, "saml:Subject")
+    confirmation = etree.SubElement(subject, _q("SubjectConfirmation"), Method=method)
+    data = etree.SubElement(confirmation, _q("SubjectConfirmationData"))
+    for name, value in attrs.items():
+        data.set(name, value)
+    return confirmation
+
+
+def test_holder_of_key_beside_bearer(client, idp, accepted):
+    """:rfc:`7522#section-3` item 5: "at least one" bearer confirmation; others are ignored."""
+    tree = build()
+    confirmation = find(tree, "saml:Subject/saml:SubjectConfirmation")
+    hok = _add_confirmation(tree, HOLDER_OF_KEY, Recipient=TOKEN_ENDPOINT)
+    confirmation.addprevious(hok)
+    status, body = send(client, idp, tree)
+    assert status == 200, body
+
+
+def test_expired_confirmation_beside_valid_one(client, idp, accepted):
+    """:rfc:`7522#section-3` item 6: an expired confirmation is skipped, a valid one used."""
+    tree = build(issue_instant=ago(300), not_on_or_after=from_now(300))
+    confirmation = find(tree, "saml:Subject/saml:SubjectConfirmation")
+    stale = _add_confirmation(tree, Recipient=TOKEN_ENDPOINT, NotOnOrAfter=format_instant(ago(200)))
+    confirmation.addprevious(stale)
+    status, body = send(client, idp, tree)
+    assert status == 200, body
+    assert accepted[0].recipient == TOKEN_ENDPOINT
+
+
+def test_wrong_recipient_beside_valid_one(client, idp):
+    """:rfc:`7522#section-3` item 5: a confirmation for another recipient does not spoil ours."""
+    tree = build()
+    confirmation = find(tree, "saml:Subject/saml:SubjectConfirmation")
+    other = _add_confirmation(
+        tree, Recipient="https://rp.example.net/acs", NotOnOrAfter=format_instant(from_now(60))
+    )
+    confirmation.addprevious(other)
+    status, body = send(client, idp, tree)
+    assert status == 200, body
+
+
+def test_only_failing_confirmations_report_first_failure(client, idp, reasons):
+    """:rfc:`7522#section-3` item 5: with no usable confirmation, the first reason is reported."""
+    tree = build(recipient="https://rp.example.net/acs")
+    _add_confirmation(tree, Recipient=TOKEN_ENDPOINT, NotOnOrAfter=format_instant(ago(200)))
+    status, body = send(client, idp, tree)
+    assert_rejected(status, body, reasons, "recipient_mismatch")
+
+
+# -- items 4 and 6: expiry and time windows --------------------------------------
+
+
+def test_expiry_on_confirmation_only(client, mint, accepted):
+    """:rfc:`7522#section-3` item 4: NotOnOrAfter on the bearer confirmation suffices."""
+    expiry = from_now(120)
+    status, body = request_token(
+        client, mint(not_on_or_after=OMIT, confirmation_not_on_or_after=expiry)
+    )
+    assert status == 200, body
+    assert abs((accepted[0].expires_at - expiry).total_seconds()) < 0.01
+
+
+def test_expires_at_is_earliest_not_on_or_after(client, mint, accepted):
+    """:rfc:`7522#section-3` item 6: the assertion is used until the earliest NotOnOrAfter."""
+    conditions_end, confirmation_end = from_now(240), from_now(90)
+    status, body = request_token(
+        client,
+        mint(not_on_or_after=conditions_end, confirmation_not_on_or_after=confirmation_end),
+    )
+    assert status == 200, body
+    assert abs((accepted[0].expires_at - confirmation_end).total_seconds()) < 0.01
+
+
+def test_no_not_on_or_after_anywhere(client, mint, reasons):
+    """:rfc:`7522#section-3` item 4: an assertion MUST have an expiry."""
+    status, body = request_token(
+        client, mint(not_on_or_after=OMIT, confirmation_not_on_or_after=OMIT)
+    )
+    assert_rejected(status, body, reasons, "confirmation_expired")
+
+
+def test_expired(client, mint, reasons):
+    """:rfc:`7522#section-3` item 6: an assertion past Conditions NotOnOrAfter is refused."""
+    status, body = request_token(client, mint(issue_instant=ago(900), not_on_or_after=ago(600)))
+    assert_rejected(status, body, reasons, "expired")
+
+
+@pytest.mark.parametrize(
+    ("expired_seconds_ago", "skew", "reason"),
+    [
+        (30, 60, None),
+        (90, 60, "expired"),
+        (30, 0, "expired"),
+        (90, 120, None),
+    ],
+)
+def test_clock_skew_on_expiry(tmp_path, idp, expired_seconds_ago, skew, reason):
+    """:rfc:`7522#section-3` item 6: NotOnOrAfter has passed "subject to allowable clock skew"."""
+    with app_for(tmp_path, [idp], SAML2_BEARER_CLOCK_SKEW=skew) as h:
+        assertion = mint_for(idp, issue_instant=ago(300), not_on_or_after=ago(expired_seconds_ago))
+        status, body = h.token(assertion)
+        if reason is None:
+            assert status == 200, body
+        else:
+            assert_rejected(status, body, h.reasons, reason)
+
+
+@pytest.mark.parametrize(
+    ("seconds_ahead", "skew", "reason"),
+    [
+        (30, 60, None),
+        (90, 60, "issued_in_future"),
+        (30, 0, "issued_in_future"),
+    ],
+)
+def test_clock_skew_on_issue_instant(tmp_path, idp, seconds_ahead, skew, reason):
+    """:rfc:`7522#section-3` item 11: an IssueInstant ahead of our clock beyond the skew."""
+    with app_for(tmp_path, [idp], SAML2_BEARER_CLOCK_SKEW=skew) as h:
+        instant = from_now(seconds_ahead)
+        assertion = mint_for(idp, issue_instant=instant, not_before=instant)
+        status, body = h.token(assertion)
+        if reason is None:
+            assert status == 200, body
+        else:
+            assert_rejected(status, body, h.reasons, reason)
+
+
+@pytest.mark.parametrize(
+    ("seconds_ahead", "reason"), [(30, None), (59, None), (90, "not_yet_valid")]
+)
+def test_clock_skew_on_not_before(client, mint, reasons, seconds_ahead, reason):
+    """:rfc:`7522#section-3` item 11: Conditions NotBefore, with the default 60 s skew."""
+    status, body = request_token(client, mint(not_before=from_now(seconds_ahead)))
+    if reason is None:
+        assert status == 200, body
+    else:
+        assert_rejected(status, body, reasons, reason)
+
+
+@pytest.mark.parametrize(
+    ("lifetime", "reason"),
+    [(3600, None), (7200, None), (7300, "lifetime_too_long"), (30 * 86400, "lifetime_too_long")],
+)
+def test_max_lifetime_default(client, mint, reasons, lifetime, reason):
+    """:rfc:`7522#section-3` item 6: a NotOnOrAfter unreasonably far in the future is refused."""
+    status, body = request_token(client, mint(lifetime=timedelta(seconds=lifetime)))
+    if reason is None:
+        assert status == 200, body
+    else:
+        assert_rejected(status, body, reasons, reason)
+
+
+def test_max_lifetime_on_confirmation(client, mint, reasons):
+    """:rfc:`7522#section-3` item 6: the maximum lifetime bounds the confirmation too."""
+    status, body = request_token(client, mint(confirmation_not_on_or_after=from_now(30 * 86400)))
+    assert_rejected(status, body, reasons, "lifetime_too_long")
+
+
+def test_max_lifetime_configurable(tmp_path, idp):
+    """:rfc:`7522#section-3` item 6: SAML2_BEARER_MAX_ASSERTION_LIFETIME sets the bound."""
+    with app_for(tmp_path, [idp], SAML2_BEARER_MAX_ASSERTION_LIFETIME=600) as h:
+        status, body = h.token(mint_for(idp, lifetime=timedelta(minutes=9)))
+        assert status == 200, body
+        status, body = h.token(mint_for(idp, lifetime=timedelta(hours=1)))
+        assert_rejected(status, body, h.reasons, "lifetime_too_long")
+
+
+@pytest.mark.parametrize("gap", [0, 60])
+def test_not_before_not_before_not_on_or_after(client, mint, reasons, gap):
+    """:rfc:`7522#section-3` item 11 (SAML core 2.5.1.2): NotBefore MUST be before NotOnOrAfter."""
+    end = from_now(60)
+    status, body = request_token(
+        client, mint(not_before=end + timedelta(seconds=gap), not_on_or_after=end)
+    )
+    assert_rejected(status, body, reasons, "time_window_invalid")
+
+
+@pytest.mark.parametrize(
+    "instant",
+    [
+        "2026-01-01T00:00:00",
+        "2026-01-01T00:00:00+00:00",
+        "2026-01-01 00:00:00Z",
+        "2026-13-01T00:00:00Z",
+        "yesterday",
+    ],
+)
+def test_malformed_not_on_or_after(client, mint, reasons, instant):
+    """:rfc:`7522#section-3` item 11 (SAML core 1.3.3): times are UTC xs:dateTime."""
+    status, body = request_token(client, mint(not_on_or_after=instant))
+    assert_rejected(status, body, reasons, "time_malformed")
+
+
+def test_issue_instant_missing(client, mint, reasons):
+    """:rfc:`7522#section-3` item 11 (SAML core 2.3.3): IssueInstant is REQUIRED."""
+    status, body = request_token(client, mint(issue_instant=OMIT))
+    assert_rejected(status, body, reasons, "issue_instant_invalid")
+
+
+# -- item 11: other Conditions ------------------------------------------------------
+
+
+def test_one_time_use_accepted_once(client, mint, accepted, reasons):
+    """:rfc:`7522#section-3` item 11 (SAML core 2.5.1.5): OneTimeUse is honoured by replay."""
+    assertion = mint(one_time_use=True)
+    status, body = request_token(client, assertion)
+    assert status == 200, body
+    assert accepted[0].one_time_use is True
+    status, body = request_token(client, assertion)
+    assert_rejected(status, body, reasons, "replayed")
+
+
+def test_proxy_restriction_understood(client, idp):
+    """:rfc:`7522#section-3` item 11: ProxyRestriction is a SAML core condition we accept."""
+    tree = build()
+    conditions = find(tree, "saml:Conditions")
+    etree.SubElement(conditions, _q("ProxyRestriction"), Count="0")
+    status, body = send(client, idp, tree)
+    assert status == 200, body
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        "<x:Custom xmlns:x='urn:example:conditions'/>",
+        "<saml:Condition xmlns:saml='urn:oasis:names:tc:SAML:2.0:assertion'"
+        " xmlns:xsi='http://www.w3.org/2001/XMLSchema-instance'"
+        " xmlns:x='urn:example:conditions' xsi:type='x:Custom'/>",
+    ],
+)
+def test_unknown_condition_refused(client, idp, reasons, condition):
+    """:rfc:`7522#section-3` item 11: "unknown condition types" MUST be refused."""
+    tree = build()
+    find(tree, "saml:Conditions").append(etree.fromstring(condition))
+    status, body = send(client, idp, tree)
+    assert_rejected(status, body, reasons, "condition_unsupported")
+
+
+# -- items 7 and 8: statements -----------------------------------------------------
+
+
+def test_authn_statement_exposed(client, mint, accepted):
+    """:rfc:`7522#section-3` item 7: an AuthnStatement's values reach the application."""
+    assert request_token(client, mint())[0] == 200
+    assertion = accepted[0]
+    assert assertion.authn_instant is not None
+    assert assertion.session_index == "_session-1"
+    assert assertion.authn_context_class_ref.endswith(":PasswordProtectedTransport")
+
+
+def test_authn_statement_optional(client, mint, accepted):
+    """:rfc:`7522#section-3` item 7: the AuthnStatement is optional."""
+    status, body = request_token(client, mint(authn_statement=False))
+    assert status == 200, body
+    assertion = accepted[0]
+    assert assertion.authn_instant is None
+    assert assertion.session_index is None
+    assert assertion.authn_context_class_ref is None
+
+
+def test_attributes_multi_valued(client, mint, accepted):
+    """:rfc:`7522#section-3` item 8: an AttributeStatement's values, all of them, in order."""
+    attributes = {"groups": ["admins", "staff", "admins"], "mail": "alice@example.com"}
+    status, body = request_token(client, mint(attributes=attributes))
+    assert status == 200, body
+    assertion = accepted[0]
+    assert assertion.attributes["groups"] == ("admins", "staff", "admins")
+    assert assertion.attributes["mail"] == ("alice@example.com",)
+    assert assertion.get_attribute("groups") == "admins"
+    assert assertion.get_attribute("missing", "x") == "x"
+    with pytest.raises(TypeError):
+        assertion.attributes["mail"] = ("mallory@example.com",)
+
+
+def test_no_attributes(client, mint, accepted):
+    """:rfc:`7522#section-3` item 8: the AttributeStatement is optional."""
+    assert request_token(client, mint())[0] == 200
+    assert dict(accepted[0].attributes) == {}
+
+
+# -- structure: Version, ID -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", ["1.1", "2.1", "", OMIT])
+def test_version_not_2_0(client, mint, reasons, version):
+    """:rfc:`7522#section-3` item 11 (SAML core 2.3.3): Version MUST be "2.0"."""
+    status, body = request_token(client, mint(version=version))
+    assert_rejected(status, body, reasons, "version_unsupported")
+
+
+def test_missing_id(client, idp, reasons):
+    """:rfc:`7522#section-3` item 11 (SAML core 2.3.3): the assertion ID is REQUIRED."""
+    tree = build()
+    del tree.attrib["ID"]
+    status, body = send(client, idp, tree)
+    assert_rejected(status, body, reasons, "id_missing")
+
+
+def test_assertion_id_exposed(client, mint, accepted):
+    """:rfc:`7522#section-3` item 6: the ID (with the Issuer) keys the replay cache."""
+    assert request_token(client, mint(assertion_id="_fixed-id-1"))[0] == 200
+    assert accepted[0].assertion_id == "_fixed-id-1"
+
+
+# -- item 9: signature algorithms and keys --------------------------------------------------
+
+
+@pytest.fixture
+def sha1_signing(monkeypatch):
+    """Let signxml *sign* with SHA-1 so the verifier's policy can be tested."""
+    monkeypatch.setattr(signxml.XMLSigner, "check_deprecated_methods", lambda self: None)
+
+
+@pytest.mark.parametrize(
+    ("signature_algorithm", "digest_algorithm"),
+    [(RSA_SHA1, SHA1), (RSA_SHA1, SHA256), (RSA_SHA256, SHA1)],
+)
+def test_sha1_refused_by_default(
+    client, idp, reasons, sha1_signing, signature_algorithm, digest_algorithm
+):
+    """:rfc:`7522#section-3` item 9: SHA-1 signatures and digests are off by default."""
+    signed = idp.sign(
+        build(), signature_algorithm=signature_algorithm, digest_algorithm=digest_algorithm
+    )
+    status, body = send(client, idp, signed)
+    assert_rejected(status, body, reasons, "signature_algorithm_forbidden")
+
+
+def test_sha1_accepted_when_configured(tmp_path, idp, sha1_signing):
+    """:rfc:`7522#section-3` item 9: SHA-1 can be enabled for legacy IdPs, explicitly."""
+    with app_for(
+        tmp_path,
+        [idp],
+        SAML2_BEARER_SIGNATURE_ALGORITHMS=[RSA_SHA256, RSA_SHA1],
+        SAML2_BEARER_DIGEST_ALGORITHMS=[SHA256, SHA1],
+    ) as h:
+        signed = idp.sign(build(), signature_algorithm=RSA_SHA1, digest_algorithm=SHA1)
+        status, body = h.token(encode_assertion(signed))
+        assert status == 200, body
+        status, body = h.token(mint_for(idp))
+        assert status == 200, body
+
+
+def test_sha1_signature_needs_sha1_digest_allowed(tmp_path, idp, sha1_signing):
+    """:rfc:`7522#section-3` item 9: the signature and digest allow-lists are separate."""
+    with app_for(tmp_path, [idp], SAML2_BEARER_SIGNATURE_ALGORITHMS=[RSA_SHA256, RSA_SHA1]) as h:
+        signed = idp.sign(build(), signature_algorithm=RSA_SHA1, digest_algorithm=SHA1)
+        status, body = h.token(encode_assertion(signed))
+        assert_rejected(status, body, h.reasons, "signature_algorithm_forbidden")
+        signed = idp.sign(build(), signature_algorithm=RSA_SHA1, digest_algorithm=SHA256)
+        assert h.token(encode_assertion(signed))[0] == 200
+
+
+def test_rsa_sha256_refused_when_not_allowed(tmp_path, idp, ec_idp):
+    """:rfc:`7522#section-3` item 9: the allow-list is exactly what is configured."""
+    ecdsa = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256"
+    with app_for(tmp_path, [idp, ec_idp], SAML2_BEARER_SIGNATURE_ALGORITHMS=[ecdsa]) as h:
+        status, body = h.token(mint_for(ec_idp))
+        assert status == 200, body
+        status, body = h.token(mint_for(idp))
+        assert_rejected(status, body, h.reasons, "signature_algorithm_forbidden")
+
+
+@pytest.mark.parametrize(
+    "algorithm",
+    [
+        "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384",
+        "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512",
+    ],
+)
+def test_stronger_rsa_accepted(client, idp, algorithm):
+    """:rfc:`7522#section-3` item 9: RSA with SHA-384 and SHA-512 are accepted by default."""
+    digest = "http://www.w3.org/2001/04/xmlenc#sha512"
+    status, body = send(client, idp, idp.sign(build(), algorithm, digest))
+    assert status == 200, body
+
+
+@pytest.fixture(scope="module")
+def rollover_key():
+    return generate_key_pair("ec", common_name="https://idp.example.com (next)")
+
+
+def test_key_rollover(tmp_path, idp, rollover_key):
+    """:rfc:`7522#section-3` item 9: during a key rollover, either pinned key verifies."""
+    key, certificate = rollover_key
+    next_idp = TestIdentityProvider(idp.entity_id, "ec", key=key, certificate=certificate)
+    entry = {
+        "entity_id": idp.entity_id,
+        "certificates": [idp.certificate_pem, next_idp.certificate_pem],
+    }
+    with app_for(tmp_path, [], SAML2_BEARER_IDENTITY_PROVIDERS=[entry]) as h:
+        status, body = h.token(mint_for(idp))
+        assert status == 200, body
+        status, body = h.token(mint_for(next_idp))
+        assert status == 200, body
+        assert len(h.accepted) == 2
+
+
+def test_key_rollover_old_key_removed(tmp_path, idp, rollover_key):
+    """:rfc:`7522#section-3` item 9: once the old key is unpinned, it no longer verifies."""
+    key, certificate = rollover_key
+    next_idp = TestIdentityProvider(idp.entity_id, "ec", key=key, certificate=certificate)
+    with app_for(tmp_path, [next_idp]) as h:
+        assert h.token(mint_for(next_idp))[0] == 200
+        status, body = h.token(mint_for(idp))
+        assert_rejected(status, body, h.reasons, "signature_invalid")
+
+
+def _write_metadata(tmp_path, idp):
+    path = tmp_path / "idp-metadata.xml"
+    path.write_bytes(idp.metadata())
+    return str(path)
+
+
+@pytest.mark.parametrize("source", ["path", "text", "bytes"])
+def test_metadata_configured_idp(tmp_path, idp, source):
+    """:rfc:`7522#section-3` items 1 and 9: an IdP trusted through its SAML metadata."""
+    metadata = {
+        "path": lambda: _write_metadata(tmp_path, idp),
+        "text": lambda: idp.metadata().decode("utf-8"),
+        "bytes": idp.metadata,
+    }[source]()
+    with app_for(tmp_path, [], SAML2_BEARER_IDENTITY_PROVIDERS=[{"metadata": metadata}]) as h:
+        status, body = h.token(mint_for(idp))
+        assert status == 200, body
+        assert h.accepted[0].issuer == idp.entity_id
+
+
+def test_metadata_entities_descriptor_with_rollover(tmp_path, idp, ec_idp, rollover_key):
+    """:rfc:`7522#section-3` item 9: metadata listing several IdPs and two keys for one."""
+    md = "urn:oasis:names:tc:SAML:2.0:metadata"
+    key, certificate = rollover_key
+    next_idp = TestIdentityProvider(idp.entity_id, "ec", key=key, certificate=certificate)
+    root = etree.Element(f"{{{md}}}EntitiesDescriptor", nsmap={"md": md})
+    first = etree.fromstring(idp.metadata())
+    second_key = etree.fromstring(next_idp.metadata()).find(f"{{{md}}}IDPSSODescriptor")[0]
+    first.find(f"{{{md}}}IDPSSODescriptor").append(second_key)
+    root.append(first)
+    root.append(etree.fromstring(ec_idp.metadata()))
+    metadata = etree.tostring(root)
+    with app_for(tmp_path, [], SAML2_BEARER_IDENTITY_PROVIDERS=[{"metadata": metadata}]) as h:
+        for signer in (idp, next_idp, ec_idp):
+            status, body = h.token(mint_for(signer))
+            assert status == 200, body
