@@ -135,7 +135,7 @@ class AssertionVerifier:
         :raise AssertionRejected: with the reason of the first failed check.
         """
         data = decode_assertion(assertion, self.max_size)
-        _passed(trace, "decoding", {"bytes": len(data)})
+        _passed(trace, "decoding", lambda: {"bytes": len(data)})
         return self.verify_xml(
             data,
             audiences=audiences,
@@ -165,13 +165,13 @@ class AssertionVerifier:
             )
         now = now or datetime.now(timezone.utc)
         root = parse_xml(data)
-        _passed(trace, "parsing", {})
+        _passed(trace, "parsing", dict)
         self._check_root(root)
-        _passed(trace, "structure", {"id": root.get("ID")})
+        _passed(trace, "structure", lambda: {"id": root.get("ID")})
         provider = self._resolve_provider(root, resolve_identity_provider or self.trust.get)
-        _passed(trace, "issuer", {"issuer": provider.entity_id})
+        _passed(trace, "issuer", lambda: {"issuer": provider.entity_id})
         signed = self.signature_policy.verify(root, provider)
-        _passed(trace, "signature", {"fingerprints": list(provider.fingerprints)})
+        _passed(trace, "signature", lambda: {"fingerprints": list(provider.fingerprints)})
         return self._check_signed(
             signed,
             provider.entity_id,
@@ -292,12 +292,16 @@ class AssertionVerifier:
         not_on_or_after = parse_instant(conditions.get("NotOnOrAfter"), "Conditions/@NotOnOrAfter")
         self._check_window(not_before, not_on_or_after, issue_instant, now, "Conditions")
         found_audiences, one_time_use = _check_conditions(conditions, audiences)
-        if trace is not None:
-            trace(
-                "conditions",
-                {"not_before": _iso(not_before), "not_on_or_after": _iso(not_on_or_after)},
-            )
-            trace("audience", {"found": list(found_audiences), "accepted": sorted(audiences)})
+        _passed(
+            trace,
+            "conditions",
+            lambda: {"not_before": _iso(not_before), "not_on_or_after": _iso(not_on_or_after)},
+        )
+        _passed(
+            trace,
+            "audience",
+            lambda: {"found": list(found_audiences), "accepted": sorted(audiences)},
+        )
 
         # Item 3: the subject and a bearer confirmation addressed to us.
         subject = _single(signed, _SUBJECT, "subject_missing", "Subject")
@@ -310,14 +314,16 @@ class AssertionVerifier:
             )
         if not subject_value.strip():
             raise AssertionRejected("subject_missing", "The NameID is empty")
-        _passed(trace, "subject", {"name_id": subject_value, "format": name_id.get("Format")})
+        _passed(
+            trace, "subject", lambda: {"name_id": subject_value, "format": name_id.get("Format")}
+        )
         recipient, confirmed_until = self._check_confirmation(
             subject, issue_instant, recipients, now
         )
         _passed(
             trace,
             "subject_confirmation",
-            {"recipient": recipient, "not_on_or_after": _iso(confirmed_until)},
+            lambda: {"recipient": recipient, "not_on_or_after": _iso(confirmed_until)},
         )
 
         expires_at = min(filter(None, (not_on_or_after, confirmed_until)))
@@ -457,9 +463,10 @@ class AssertionVerifier:
         return recipient, not_on_or_after
 
 
-def _passed(trace: Trace | None, check: str, details: dict) -> None:
+def _passed(trace: Trace | None, check: str, details: Callable[[], dict]) -> None:
+    # Details are built only when someone is tracing (the inspect command).
     if trace is not None:
-        trace(check, details)
+        trace(check, details())
 
 
 def _iso(value: datetime | None) -> str | None:
