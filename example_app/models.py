@@ -1,0 +1,55 @@
+"""Database models: users, OAuth 2.0 clients and tokens, and the replay table.
+
+Clients and tokens use Authlib's ``sqla_oauth2`` mixins; the replay table is
+the one :class:`~authlib_saml2_grant.SQLAlchemyReplayCache` declares in
+``db.metadata``, so ``db.create_all()`` creates it with the others and every
+process sharing the database refuses a replayed assertion.
+"""
+
+from __future__ import annotations
+
+from authlib.integrations.sqla_oauth2 import OAuth2ClientMixin
+from authlib.integrations.sqla_oauth2 import OAuth2TokenMixin
+from flask_sqlalchemy import SQLAlchemy
+
+from authlib_saml2_grant import SQLAlchemyReplayCache
+
+__all__ = ["db", "User", "Client", "Token", "replay_cache"]
+
+db = SQLAlchemy()
+
+
+class User(db.Model):
+    """A resource owner; the IdP's ``NameID`` is matched against ``email``."""
+
+    id = db.Column(db.Integer, primary_key=True)
+    email = db.Column(db.String(255), unique=True, nullable=False)
+    name = db.Column(db.String(255), nullable=False, default="")
+
+    def get_user_id(self) -> int:
+        return self.id
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "email": self.email, "name": self.name}
+
+
+class Client(db.Model, OAuth2ClientMixin):
+    """An OAuth 2.0 client; ``grant_types`` must list the saml2-bearer grant."""
+
+    __tablename__ = "oauth2_client"
+
+    id = db.Column(db.Integer, primary_key=True)
+
+
+class Token(db.Model, OAuth2TokenMixin):
+    """An issued access token, bound to the user the assertion named."""
+
+    __tablename__ = "oauth2_token"
+
+    id = db.Column(db.Integer, primary_key=True)
+    user_id = db.Column(db.Integer, db.ForeignKey("user.id", ondelete="CASCADE"))
+    user = db.relationship("User")
+
+
+#: The replay cache of ``SAML2_BEARER_REPLAY_CACHE``: a table in this database.
+replay_cache = SQLAlchemyReplayCache(db)
