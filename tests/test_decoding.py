@@ -1,0 +1,401 @@
+"""Decoding the ``assertion`` parameter, :rfc:`7522#section-2.1`, and SAML times.
+
+RFC 7522 sends base64url without padding; clients in the wild send standard
+Base64, padded or not, and sometimes URL-encoded twice. Those spellings are
+accepted deliberately and nothing else is.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from datetime import timezone
+from urllib.parse import quote
+
+import pytest
+
+from authlib_saml2_grant import SAML2_BEARER_GRANT_TYPE
+from authlib_saml2_grant import AssertionRejected
+from authlib_saml2_grant.xml import decode_assertion
+from authlib_saml2_grant.xml import parse_instant
+
+from .conftest import basic_auth
+from .conftest import request_token
+from .helpers import GENERIC
+from .helpers import app_for
+from .helpers import assert_rejected
+from .helpers import mint_for
+
+LIMIT = 131_072
+
+
+@pytest.fixture
+def xml(idp):
+    """Signed assertion XML whose Base64 needs padding and uses ``+``/``/`` or ``-``/``_``."""
+    for size in range(64):
+        data = mint_for(idp, attributes={"pad": "x" * size})
+        data = base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
+        std = base64.b64encode(data).decode()
+        if len(data) % 3 and ("+" in std or "/" in std):
+            return data
+    raise AssertionError("no assertion with padded Base64")  # pragma: no cover
+
+
+def spellings(data: bytes) -> dict[str, str]:
+    url = base64.urlsafe_b64encode(data).decode()
+    std = base64.b64encode(data).decode()
+    return {
+        "base64url-unpadded": url.rstrip("="),
+        "base64url-padded": url,
+        "base64-padded": std,
+        "base64-unpadded": std.rstrip("="),
+        "base64-url-encoded-twice": quote(std, safe=""),
+        "base64url-url-encoded-twice": quote(url, safe=""),
+    }
+
+
+# -- through the token endpoint ----------------------------------------------------
+
+
+@pytest.mark.parametrize("spelling", list(spellings(b"x")))
+def test_spellings_accepted(client, xml, spelling):
+    """:rfc:`7522#section-2.1`: base64url (and the Base64 spellings clients send) accepted."""
+    status, body = request_token(client, spellings(xml)[spelling])
+    assert status == 200, body
+
+
+def test_surrounding_whitespace_accepted(client, xml):
+    """:rfc:`7522#section-2.1`: a trailing newline (copy and paste) is tolerated."""
+    status, body = request_token(client, spellings(xml)["base64url-unpadded"] + "\r\n")
+    assert status == 200, body
+
+
+def _corrupt(xml: bytes, how: str) -> str:
+    url = spellings(xml)["base64url-unpadded"]
+    std = spellings(xml)["base64-padded"]
+    middle = len(url) // 2
+    return {
+        "space-inside": url[:middle] + " " + url[middle:],
+        "newline-inside": url[:middle] + "\n" + url[middle:],
+        "tab-inside": url[:middle] + "\t" + url[middle:],
+        "junk-star": url[:middle] + "*" + url[middle:],
+        "junk-dot": url[:middle] + "." + url[middle:],
+        "junk-nul": url[:middle] + "\x00" + url[middle:],
+        "mixed-alphabets": std.rstrip("=")[:middle] + "-_" + std.rstrip("=")[middle + 2 :],
+        "padding-inside": url[:middle] + "=" + url[middle:],
+        "too-much-padding": std + "==",
+        "trailing-data": std + "QUFB",
+        "trailing-char": url + "A" if len(url) % 4 == 0 else url[: len(url) // 4 * 4] + "A",
+        "bad-percent": url[:middle] + "%zz" + url[middle:],
+        "percent-non-ascii": url[:middle] + "%C3%A9" + url[middle:],
+    }[how]
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        "space-inside",
+        "newline-inside",
+        "tab-inside",
+        "junk-star",
+        "junk-dot",
+        "junk-nul",
+        "mixed-alphabets",
+        "padding-inside",
+        "too-much-padding",
+        "trailing-data",
+        "trailing-char",
+        "bad-percent",
+        "percent-non-ascii",
+    ],
+)
+def test_malformed_encodings_refused(client, reasons, xml, how):
+    """:rfc:`7522#section-2.1`: anything but a clean Base64 spelling is refused."""
+    status, body = request_token(client, _corrupt(xml, how))
+    assert_rejected(status, body, reasons, "encoding_invalid")
+
+
+def test_non_canonical_trailing_bits_refused(client, reasons, xml):
+    """:rfc:`7522#section-2.1`: unused bits of the last character must be zero."""
+    url = spellings(xml)["base64url-unpadded"]
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet.index(url[-1])
+    tampered = url[:-1] + alphabet[last | 1]
+    assert tampered != url
+    status, body = request_token(client, tampered)
+    assert_rejected(status, body, reasons, "encoding_invalid")
+
+
+@pytest.mark.parametrize("value", ["   ", "=", "===="])
+def test_empty_value_refused(client, reasons, value):
+    """:rfc:`7522#section-2.1`: the parameter must carry an assertion."""
+    status, body = request_token(client, value)
+    assert_rejected(status, body, reasons, "encoding_invalid")
+
+
+def test_empty_parameter_is_invalid_request(client):
+    """:rfc:`7522#section-2.1`: an empty ``assertion`` is a missing parameter."""
+    status, body = request_token(client, "")
+    assert status == 400
+    assert body == {
+        "error": "invalid_request",
+        "error_description": "Missing 'assertion' in request.",
+    }
+
+
+def test_unencoded_plus_in_form_refused(client, reasons, xml):
+    """:rfc:`7522#section-2.1`: a raw ``+`` in the form body arrives as a space and is refused."""
+    std = spellings(xml)["base64-padded"]
+    assert "+" in std or "/" in std
+    body = f"grant_type={quote(SAML2_BEARER_GRANT_TYPE, safe='')}&assertion={std}"
+    if "+" not in std:
+        pytest.skip("this assertion's Base64 has no '+'")  # pragma: no cover
+    response = client.post(
+        "/oauth/token",
+        data=body,
+        headers={**basic_auth(), "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "invalid_grant"
+    assert reasons == ["encoding_invalid"]
+
+
+def test_oversized_refused(tmp_path, idp):
+    """SAML2_BEARER_MAX_ASSERTION_SIZE bounds the parameter (:rfc:`7522#section-2.1`)."""
+    with app_for(tmp_path, [idp], SAML2_BEARER_MAX_ASSERTION_SIZE=1024) as h:
+        assertion = mint_for(idp)
+        assert len(assertion) > 1024
+        status, body = h.token(assertion)
+        assert_rejected(status, body, h.reasons, "assertion_too_large")
+
+
+def test_size_checked_before_decoding(tmp_path, idp):
+    """The size limit applies before any decoding: junk over the limit is 'too large'."""
+    with app_for(tmp_path, [idp], SAML2_BEARER_MAX_ASSERTION_SIZE=1024) as h:
+        status, body = h.token("!" * 1025)
+        assert_rejected(status, body, h.reasons, "assertion_too_large")
+        h.reasons.clear()
+        status, body = h.token("!" * 1024)
+        assert_rejected(status, body, h.reasons, "encoding_invalid")
+
+
+def test_default_size_limit(client, reasons):
+    """SAML2_BEARER_MAX_ASSERTION_SIZE defaults to 128 KiB."""
+    status, body = request_token(client, "A" * (LIMIT + 4))
+    assert_rejected(status, body, reasons, "assertion_too_large")
+
+
+# -- decode_assertion ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spelling", list(spellings(b"x")))
+@pytest.mark.parametrize("data", [b"<a/>", b"<ab/>", b"<abc/>", bytes(range(256))])
+def test_decode_assertion_spellings(spelling, data):
+    """Every accepted spelling decodes to the same bytes."""
+    assert decode_assertion(spellings(data)[spelling], LIMIT) == data
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "PGEvPg",  # <a/> base64url, unpadded
+        "PGEvPg==",
+        "PGEvPg%3D%3D",
+        " PGEvPg==\n",
+    ],
+)
+def test_decode_assertion_examples(value):
+    """Known spellings of ``<a/>``."""
+    assert decode_assertion(value, LIMIT) == b"<a/>"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "=",
+        "==",
+        "A",  # one character: no Base64 encoding has length 4n+1
+        "PGEvPg=",  # one pad where two are due
+        "PGEvPg===",
+        "PGEv=Pg==",
+        "PGEvPg==PGEvPg==",
+        "PGEvPh==",  # non-canonical trailing bits
+        "PGEvPh",
+        "PG Ev Pg",
+        "PGEv\nPg",
+        "PGEvPg\x00",
+        "PGE+Pg_-",  # mixed alphabets
+        "PGEvP\u0433",  # Cyrillic look-alike
+        "\uff30GEvPg",  # full-width letter
+        "PGEvPg%",
+        "PGEvPg%3",
+        "PGEvPg%%33D",
+        "%C3%A9%C3%A9",
+        "PGEvPg%253D%253D",  # URL-encoded three times
+    ],
+)
+def test_decode_assertion_refuses(value):
+    """Nothing but a clean Base64 spelling decodes."""
+    with pytest.raises(AssertionRejected) as info:
+        decode_assertion(value, LIMIT)
+    assert info.value.reason == "encoding_invalid"
+    assert info.value.check == "decoding"
+
+
+def test_decode_assertion_size_first():
+    """The size is checked before the alphabet."""
+    with pytest.raises(AssertionRejected) as info:
+        decode_assertion("!" * 600, 512)
+    assert info.value.reason == "assertion_too_large"
+    assert info.value.details["limit"] == 512
+    assert decode_assertion("PGEvPg", 6) == b"<a/>"
+    with pytest.raises(AssertionRejected):
+        decode_assertion("PGEvPg", 5)
+
+
+def test_decode_assertion_message_does_not_echo_input():
+    """Operator messages describe the problem without quoting attacker bytes."""
+    with pytest.raises(AssertionRejected) as info:
+        decode_assertion("PGEv<script>", LIMIT)
+    assert "<script>" not in info.value.message
+
+
+# -- parse_instant ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2026-01-02T03:04:05Z", datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)),
+        ("2026-01-02T03:04:05.1Z", datetime(2026, 1, 2, 3, 4, 5, 100000, tzinfo=timezone.utc)),
+        ("2026-01-02T03:04:05.123Z", datetime(2026, 1, 2, 3, 4, 5, 123000, tzinfo=timezone.utc)),
+        (
+            "2026-01-02T03:04:05.123456789Z",
+            datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=timezone.utc),
+        ),
+        ("2024-02-29T23:59:59Z", datetime(2024, 2, 29, 23, 59, 59, tzinfo=timezone.utc)),
+    ],
+)
+def test_parse_instant(value, expected):
+    """SAML core 1.3.3: xs:dateTime in UTC with a ``Z``; fractions to the microsecond."""
+    parsed = parse_instant(value, "IssueInstant")
+    assert parsed == expected
+    assert parsed.tzinfo == timezone.utc
+
+
+def test_parse_instant_none():
+    """An absent attribute is ``None``, for the caller to decide."""
+    assert parse_instant(None, "NotBefore") is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "2026-01-02T03:04:05",  # no zone
+        "2026-01-02T03:04:05z",
+        "2026-01-02T03:04:05+00:00",
+        "2026-01-02T03:04:05-05:00",
+        "2026-01-02 03:04:05Z",
+        " 2026-01-02T03:04:05Z",
+        "2026-01-02T03:04:05Z ",
+        "2026-01-02T03:04:05.Z",
+        "2026-01-02T03:04:05.1234567890Z",
+        "2026-1-2T3:4:5Z",
+        "2026-13-02T03:04:05Z",
+        "2026-02-30T03:04:05Z",
+        "2025-02-29T03:04:05Z",
+        "2026-01-02T24:00:00Z",
+        "2026-01-02T23:59:60Z",
+        "-2026-01-02T03:04:05Z",
+        "12026-01-02T03:04:05Z",
+        "\uff12\uff10\uff12\uff16-01-02T03:04:05Z",  # full-width digits
+        "\u0662\u0660\u0662\u0666-01-02T03:04:05Z",  # Arabic-Indic digits
+        "1767323045",
+    ],
+)
+def test_parse_instant_refuses(value):
+    """SAML core 1.3.3: anything but a UTC xs:dateTime is ``time_malformed``."""
+    with pytest.raises(AssertionRejected) as info:
+        parse_instant(value, "NotOnOrAfter")
+    assert info.value.reason == "time_malformed"
+    assert info.value.details["attribute"] == "NotOnOrAfter"
+
+
+def test_parse_instant_truncates_echoed_value():
+    """The operator-facing details quote at most 64 characters of the value."""
+    with pytest.raises(AssertionRejected) as info:
+        parse_instant("x" * 10_000, "IssueInstant")
+    assert len(info.value.details["value"]) <= 64
+
+
+# -- odd requests never become a 500 --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "assertion",
+    [
+        "\u00e9\u00e8\u00ea",
+        "PGEvPg\u2028",
+        "\U0001f600" * 100,
+        "<saml:Assertion/>",
+        "A" * 200_000,
+        base64.urlsafe_b64encode(b"not xml").decode(),
+        base64.urlsafe_b64encode(b"<a/>").decode(),
+        base64.urlsafe_b64encode(b"<a>\xff</a>").decode(),
+        base64.urlsafe_b64encode("<a>\u00e9</a>".encode("utf-16")).decode(),
+        base64.urlsafe_b64encode(b"\x00" * 64).decode(),
+    ],
+)
+def test_odd_assertions_are_invalid_grant(client, reasons, assertion):
+    """Every malformed assertion is an ``invalid_grant`` with a fixed ASCII description."""
+    status, body = request_token(client, assertion)
+    assert status == 400, body
+    assert body == {"error": "invalid_grant", "error_description": GENERIC}
+    assert len(reasons) == 1
+    assert reasons[0] != "verification_error"
+
+
+@pytest.mark.parametrize(
+    "raw_body",
+    [
+        b"grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Asaml2-bearer&assertion=%%%",
+        b"grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Asaml2-bearer&assertion=%FF%FE",
+        b"grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Asaml2-bearer&assertion=\xff\xfe",
+        b"grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Asaml2-bearer&assertion",
+        b"grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Asaml2-bearer&&&assertion==",
+        b"grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Asaml2-bearer&assertion=%00",
+        b"grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Asaml2-bearer;assertion=abc",
+        b"\x00\x01\x02",
+        b"=" * 1000,
+    ],
+)
+def test_form_garbage_never_500(client, raw_body):
+    """Garbled form bodies get an OAuth error with an ASCII description, never a 500."""
+    response = client.post(
+        "/oauth/token",
+        data=raw_body,
+        headers={**basic_auth(), "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert 400 <= response.status_code < 500, response.data
+    body = response.get_json()
+    assert body["error"] in ("invalid_request", "invalid_grant", "unsupported_grant_type")
+    assert body.get("error_description", "").isascii()
+
+
+def test_huge_form_never_500(client):
+    """A request body beyond Flask's form limits is refused before the grant runs."""
+    status = client.post(
+        "/oauth/token",
+        data={"grant_type": SAML2_BEARER_GRANT_TYPE, "assertion": "A" * 2_000_000},
+        headers=basic_auth(),
+    ).status_code
+    assert 400 <= status < 500
+
+
+def test_non_ascii_grant_parameters_never_500(client, mint):
+    """Non-ASCII scope values next to a valid assertion give an ASCII error."""
+    status, body = request_token(client, mint(), scope="profil\u00e9 \u2603")
+    assert 400 <= status < 500
+    assert body["error_description"].isascii()
