@@ -1,0 +1,286 @@
+"""Explain a verification: every :rfc:`7522#section-3` check, passed or failed.
+
+:func:`inspect_assertion` runs an :class:`~authlib_saml2_grant.AssertionVerifier`
+(the grant's own, or one built like it) with a trace, and turns the checks it
+reports as passed and the :class:`~authlib_saml2_grant.AssertionRejected` it
+raises into an :class:`Inspection`: one :class:`CheckResult` per check, in
+order, with the expected-versus-actual values. Nothing is re-verified here,
+and replay is never checked nor recorded (:meth:`AssertionVerifier.consume` is
+not called), so inspecting an assertion does not burn it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import datetime
+from typing import Any
+
+from lxml import etree
+
+from .assertion import VerifiedAssertion
+from .errors import AssertionRejected
+from .trust import fingerprint
+from .verifier import AssertionVerifier
+from .xml import DS_NS
+from .xml import decode_assertion
+from .xml import parse_xml
+
+__all__ = [
+    "CHECKS",
+    "DESCRIPTIONS",
+    "PASS",
+    "FAIL",
+    "NOT_RUN",
+    "SKIPPED",
+    "CheckResult",
+    "Inspection",
+    "detect_format",
+    "inspect_assertion",
+]
+
+#: The checks of the verifier, in the order it runs them; names as in
+#: :data:`~authlib_saml2_grant.errors.REASONS`. Replay and the user lookup
+#: belong to the grant and are never run by an inspection.
+CHECKS: tuple[str, ...] = (
+    "size",
+    "decoding",
+    "parsing",
+    "structure",
+    "issuer",
+    "signature",
+    "time",
+    "conditions",
+    "audience",
+    "subject",
+    "subject_confirmation",
+)
+#: What each check verifies, for people reading the report.
+DESCRIPTIONS: Mapping[str, str] = {
+    "size": "the assertion is within the size limit",
+    "decoding": "base64url or Base64 decodes to bytes (RFC 7522 section 2.1)",
+    "parsing": "well-formed UTF-8 XML, no DOCTYPE, absolute namespaces (item 11)",
+    "structure": "a saml:Assertion, Version 2.0, with an ID (item 11)",
+    "issuer": "the Issuer is a trusted IdP (section 3, item 1)",
+    "signature": "signed by a pinned key of that IdP (item 9)",
+    "time": "IssueInstant and the Conditions window, with clock skew (items 4, 6)",
+    "conditions": "one Conditions element, only understood conditions (item 11)",
+    "audience": "every AudienceRestriction names this server (item 2)",
+    "subject": "a Subject with a NameID (item 3)",
+    "subject_confirmation": "a bearer confirmation to our token endpoint, unexpired (items 5, 6)",
+}
+
+PASS = "pass"
+FAIL = "fail"
+NOT_RUN = "not_run"
+SKIPPED = "skipped"
+
+_BASE64_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_=%")
+_KEYINFO_CERT = etree.XPath(
+    "ds:Signature/ds:KeyInfo/ds:X509Data/ds:X509Certificate", namespaces={"ds": DS_NS}
+)
+
+
+@dataclass
+class CheckResult:
+    """The outcome of one check, with the values it looked at."""
+
+    name: str
+    status: str = NOT_RUN
+    details: dict[str, Any] = field(default_factory=dict)
+    reason: str | None = None
+    message: str | None = None
+
+    @property
+    def description(self) -> str:
+        return DESCRIPTIONS.get(self.name, "")
+
+    def to_dict(self) -> dict[str, Any]:
+        result = {"check": self.name, "status": self.status, "details": _jsonable(self.details)}
+        if self.reason:
+            result.update(reason=self.reason, message=self.message)
+        return result
+
+
+@dataclass
+class Inspection:
+    """Every check of one verification, the failure if any, the verified fields."""
+
+    input_format: str
+    input_size: int
+    checks: list[CheckResult]
+    failure: AssertionRejected | None = None
+    assertion: VerifiedAssertion | None = None
+
+    @property
+    def valid(self) -> bool:
+        return self.failure is None
+
+    def get(self, name: str) -> CheckResult:
+        return next(check for check in self.checks if check.name == name)
+
+    def assertion_fields(self) -> dict[str, Any]:
+        """The verified assertion as plain JSON-ready values."""
+        if self.assertion is None:
+            return {}
+        return {
+            f.name: _jsonable(getattr(self.assertion, f.name))
+            for f in dataclasses.fields(self.assertion)
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        failure = None
+        if self.failure is not None:
+            failure = {
+                "reason": self.failure.reason,
+                "check": self.failure.check,
+                "message": self.failure.message,
+                "details": _jsonable(dict(self.failure.details)),
+            }
+        return {
+            "valid": self.valid,
+            "input": {"format": self.input_format, "size": self.input_size},
+            "checks": [check.to_dict() for check in self.checks],
+            "failure": failure,
+            "assertion": self.assertion_fields() if self.valid else None,
+        }
+
+
+def detect_format(data: bytes) -> str:
+    """``"xml"``, ``"base64url"``, ``"base64"`` or ``"unknown"`` (left to the verifier)."""
+    text = data.strip()
+    if text.startswith(codecs.BOM_UTF8):
+        text = text[len(codecs.BOM_UTF8) :].lstrip()
+    if text.startswith(b"<"):
+        return "xml"
+    if not _BASE64_BYTES.issuperset(text):
+        return "unknown"
+    url = b"-" in text or b"_" in text
+    std = b"+" in text or b"/" in text
+    if url and std:
+        return "unknown"
+    return "base64" if std else "base64url"
+
+
+def inspect_assertion(
+    verifier: AssertionVerifier,
+    data: bytes,
+    *,
+    now: datetime | None = None,
+    audiences: Any = None,
+    recipients: Any = None,
+) -> Inspection:
+    """Verify ``data`` with ``verifier`` and report every check.
+
+    :param data: the assertion parameter (base64url or Base64) or raw XML.
+    :param now: the time to verify at; default: now.
+    :return: an :class:`Inspection`; it never raises :class:`AssertionRejected`.
+    """
+    input_format = detect_format(data)
+    checks = {name: CheckResult(name) for name in CHECKS}
+    traced: list[str] = []
+
+    def trace(check: str, details: dict) -> None:
+        traced.append(check)
+        result = checks.setdefault(check, CheckResult(check))
+        result.status = PASS
+        result.details = dict(details)
+
+    if input_format == "xml":
+        payload = data.strip()
+        if payload.startswith(codecs.BOM_UTF8):
+            payload = payload[len(codecs.BOM_UTF8) :]
+        checks["decoding"].status = SKIPPED
+        checks["decoding"].details = {"input": "raw XML"}
+        call, argument = verifier.verify_xml, payload
+    else:
+        call, argument = verifier.verify, data.decode("latin-1")
+    inspection = Inspection(input_format, len(data), list(checks.values()))
+    try:
+        inspection.assertion = call(
+            argument, audiences=audiences, recipients=recipients, now=now, trace=trace
+        )
+    except AssertionRejected as exc:
+        inspection.failure = exc
+        failed = checks.setdefault(exc.check, CheckResult(exc.check))
+        failed.status = FAIL
+        failed.reason = exc.reason
+        failed.message = exc.message
+        failed.details = dict(exc.details)
+        _explain(failed, verifier, data, input_format, now)
+    _imply_passes(inspection, verifier, now)
+    return inspection
+
+
+def _imply_passes(inspection: Inspection, verifier: AssertionVerifier, now) -> None:
+    """Mark checks the verifier ran without tracing them, because a later one ran."""
+    statuses = [check.status for check in inspection.checks]
+    last = max((i for i, s in enumerate(statuses) if s in (PASS, FAIL)), default=-1)
+    for check in inspection.checks[:last]:
+        if check.status == NOT_RUN:
+            check.status = PASS
+            check.details = {"implied": "the verifier went on to later checks"}
+    size = inspection.get("size")
+    if size.status == PASS:
+        size.details = {"size": inspection.input_size, "limit": verifier.max_size}
+    time = inspection.get("time")
+    if time.status in (PASS, FAIL):
+        time.details.setdefault("clock_skew", verifier.clock_skew.total_seconds())
+        time.details.setdefault("max_lifetime", verifier.max_lifetime.total_seconds())
+        if now is not None:
+            time.details.setdefault("now", now.isoformat())
+    assertion = inspection.assertion
+    if time.status == PASS and assertion is not None:
+        time.details.pop("implied", None)
+        time.details.update(
+            issue_instant=assertion.issue_instant.isoformat(),
+            not_before=_jsonable(assertion.not_before),
+            expires_at=assertion.expires_at.isoformat(),
+        )
+
+
+def _explain(failed: CheckResult, verifier, data: bytes, input_format: str, now) -> None:
+    """Add context the failure does not carry but an operator needs."""
+    if failed.name == "issuer":
+        failed.details.setdefault("trusted", sorted(p.entity_id for p in verifier.trust))
+    elif failed.name == "signature" and failed.details.get("key_info_fingerprint") is None:
+        # The verifier names the KeyInfo certificate only when it orders several
+        # pinned keys; read it here, for display only: it is never trusted.
+        failed.details["key_info_fingerprint"] = _key_info_fingerprint(
+            data, input_format, verifier.max_size
+        )
+    elif failed.name == "decoding":
+        text = data.strip()
+        if b"\n" in text or b" " in text:
+            failed.details.setdefault(
+                "hint", "the input contains line breaks or spaces; encode with 'base64 -w0'"
+            )
+        failed.details.setdefault("input_format", input_format)
+    if failed.name in ("time", "subject_confirmation") and now is not None:
+        failed.details.setdefault("now", now.isoformat())
+
+
+def _key_info_fingerprint(data: bytes, input_format: str, max_size: int) -> str | None:
+    try:
+        xml = data.strip() if input_format == "xml" else decode_assertion(data.decode(), max_size)
+        certs = _KEYINFO_CERT(parse_xml(xml.removeprefix(codecs.BOM_UTF8)))
+        if len(certs) != 1 or not certs[0].text:
+            return None
+        return fingerprint(base64.b64decode("".join(certs[0].text.split()), validate=True))
+    except (AssertionRejected, binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in value]
+    return value
