@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from collections.abc import Iterable
+from collections.abc import Mapping
 from datetime import datetime
 from datetime import timedelta
 from datetime import timezone
-from types import MappingProxyType
 from typing import Any
 
 from lxml import etree
@@ -48,28 +48,38 @@ _ENTITY_FORMAT = "urn:oasis:names:tc:SAML:2.0:nameid-format:entity"
 Trace = Callable[[str, dict], None]
 
 
-def _xpath(path: str) -> etree.XPath:
-    return etree.XPath(path, namespaces={"saml": SAML_NS})
+def _tag(name: str) -> str:
+    return qname(SAML_NS, name)
 
 
-_ISSUER = _xpath("saml:Issuer")
-_CONDITIONS = _xpath("saml:Conditions")
-_SUBJECT = _xpath("saml:Subject")
-_NAME_ID = _xpath("saml:NameID")
-_OTHER_IDS = _xpath("saml:BaseID|saml:EncryptedID")
-_CONFIRMATIONS = _xpath("saml:SubjectConfirmation")
-_CONFIRMATION_DATA = _xpath("saml:SubjectConfirmationData")
-_AUDIENCES = _xpath("saml:Audience")
-_AUTHN = _xpath("saml:AuthnStatement")
-_AUTHN_CLASS = _xpath("saml:AuthnContext/saml:AuthnContextClassRef")
-_ATTRIBUTES = _xpath("saml:AttributeStatement/saml:Attribute")
-_ATTRIBUTE_VALUES = _xpath("saml:AttributeValue")
+_ASSERTION = _tag("Assertion")
+_ENCRYPTED_ASSERTION = _tag("EncryptedAssertion")
+_ISSUER = _tag("Issuer")
+_CONDITIONS = _tag("Conditions")
+_SUBJECT = _tag("Subject")
+_NAME_ID = _tag("NameID")
+_BASE_ID = _tag("BaseID")
+_ENCRYPTED_ID = _tag("EncryptedID")
+_CONFIRMATION = _tag("SubjectConfirmation")
+_CONFIRMATION_DATA = _tag("SubjectConfirmationData")
+_AUDIENCE_RESTRICTION = _tag("AudienceRestriction")
+_AUDIENCE = _tag("Audience")
+_ONE_TIME_USE = _tag("OneTimeUse")
+_PROXY_RESTRICTION = _tag("ProxyRestriction")
+_AUTHN_STATEMENT = _tag("AuthnStatement")
+_AUTHN_CONTEXT = _tag("AuthnContext")
+_AUTHN_CLASS_REF = _tag("AuthnContextClassRef")
+_ATTRIBUTE_STATEMENT = _tag("AttributeStatement")
+_ATTRIBUTE = _tag("Attribute")
+_ATTRIBUTE_VALUE = _tag("AttributeValue")
 
-_ASSERTION = qname(SAML_NS, "Assertion")
-_ENCRYPTED_ASSERTION = qname(SAML_NS, "EncryptedAssertion")
-_AUDIENCE_RESTRICTION = qname(SAML_NS, "AudienceRestriction")
-_ONE_TIME_USE = qname(SAML_NS, "OneTimeUse")
-_PROXY_RESTRICTION = qname(SAML_NS, "ProxyRestriction")
+
+def _children(element: etree._Element) -> dict[Any, list[etree._Element]]:
+    """Direct children grouped by tag: one pass, no descendant search."""
+    groups: dict[Any, list[etree._Element]] = {}
+    for child in element:
+        groups.setdefault(child.tag, []).append(child)
+    return groups
 
 
 class AssertionVerifier:
@@ -232,7 +242,7 @@ class AssertionVerifier:
         self, root: etree._Element, resolve: Callable[[str], IdentityProvider | None]
     ) -> IdentityProvider:
         # The unsigned Issuer only selects which pinned keys to try.
-        issuer = _single_issuer(root)
+        issuer = _single_issuer(_children(root))
         provider = resolve(issuer)
         if provider is None:
             raise AssertionRejected(
@@ -258,8 +268,9 @@ class AssertionVerifier:
     ) -> VerifiedAssertion:
         """Apply :rfc:`7522#section-3` to the signed Assertion; values only from it."""
         skew = self.clock_skew
+        children = _children(signed)
         # Item 1: the Issuer, the same one that selected the key.
-        issuer = _single_issuer(signed)
+        issuer = _single_issuer(children)
         if issuer != expected_issuer:
             raise AssertionRejected(
                 "signature_reference_invalid",
@@ -280,7 +291,7 @@ class AssertionVerifier:
             )
 
         # Items 2 and 4: Conditions, audience, validity window.
-        conditions = _CONDITIONS(signed)
+        conditions = children.get(_CONDITIONS, ())
         if len(conditions) != 1:
             raise AssertionRejected(
                 "conditions_missing",
@@ -304,7 +315,7 @@ class AssertionVerifier:
         )
 
         # Item 3: the subject and a bearer confirmation addressed to us.
-        subject = _single(signed, _SUBJECT, "subject_missing", "Subject")
+        subject = _children(_single(children, _SUBJECT, "subject_missing", "Subject"))
         name_id = _subject_name_id(subject)
         subject_value = element_text(name_id)
         if subject_value is None:
@@ -327,7 +338,7 @@ class AssertionVerifier:
         )
 
         expires_at = min(filter(None, (not_on_or_after, confirmed_until)))
-        authn = _AUTHN(signed)
+        authn = children.get(_AUTHN_STATEMENT)
         authn_statement = authn[0] if authn else None
         return VerifiedAssertion(
             issuer=issuer,
@@ -344,7 +355,7 @@ class AssertionVerifier:
             authn_instant=_authn_instant(authn_statement),
             authn_context_class_ref=_authn_class(authn_statement),
             session_index=None if authn_statement is None else authn_statement.get("SessionIndex"),
-            attributes=_attributes(signed),
+            attributes=_SignedAttributes(children.get(_ATTRIBUTE_STATEMENT, ())),
             one_time_use=one_time_use,
         )
 
@@ -394,7 +405,7 @@ class AssertionVerifier:
 
     def _check_confirmation(
         self,
-        subject: etree._Element,
+        subject: dict,
         issue_instant: datetime,
         recipients: frozenset[str],
         now: datetime,
@@ -402,7 +413,7 @@ class AssertionVerifier:
         """Find one bearer confirmation for our token endpoint that is valid now."""
         first_failure: AssertionRejected | None = None
         bearer_seen = False
-        for confirmation in _CONFIRMATIONS(subject):
+        for confirmation in subject.get(_CONFIRMATION, ()):
             if confirmation.get("Method") != BEARER:
                 continue
             bearer_seen = True
@@ -415,7 +426,7 @@ class AssertionVerifier:
         raise AssertionRejected(
             "subject_confirmation_missing",
             "The Subject has no bearer SubjectConfirmation",
-            methods=[c.get("Method") for c in _CONFIRMATIONS(subject)][:5],
+            methods=[c.get("Method") for c in subject.get(_CONFIRMATION, ())][:5],
             bearer_seen=bearer_seen,
         )
 
@@ -426,7 +437,7 @@ class AssertionVerifier:
         recipients: frozenset[str],
         now: datetime,
     ) -> tuple[str, datetime]:
-        data = _CONFIRMATION_DATA(confirmation)
+        data = [child for child in confirmation if child.tag == _CONFIRMATION_DATA]
         if len(data) != 1:
             raise AssertionRejected(
                 "subject_confirmation_missing",
@@ -473,8 +484,8 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def _single(parent: etree._Element, path: etree.XPath, reason: str, name: str):
-    found = path(parent)
+def _single(children: dict, tag: str, reason: str, name: str) -> etree._Element:
+    found = children.get(tag, ())
     if len(found) != 1:
         raise AssertionRejected(
             reason, f"Expected exactly one {name} element", element=name, count=len(found)
@@ -482,8 +493,8 @@ def _single(parent: etree._Element, path: etree.XPath, reason: str, name: str):
     return found[0]
 
 
-def _single_issuer(assertion: etree._Element) -> str:
-    issuer = _single(assertion, _ISSUER, "issuer_missing", "Issuer")
+def _single_issuer(children: dict) -> str:
+    issuer = _single(children, _ISSUER, "issuer_missing", "Issuer")
     value = element_text(issuer)
     if not value or value != value.strip():
         raise AssertionRejected("issuer_missing", "The Issuer is empty, padded or contains markup")
@@ -510,7 +521,7 @@ def _check_conditions(
             continue  # a comment or processing instruction
         if tag == _AUDIENCE_RESTRICTION:
             restrictions += 1
-            values = [element_text(a) for a in _AUDIENCES(condition)]
+            values = [element_text(a) for a in condition if a.tag == _AUDIENCE]
             found.extend(v for v in values if v)
             if not audiences.intersection(values):
                 raise AssertionRejected(
@@ -536,8 +547,8 @@ def _check_conditions(
     return tuple(found), one_time_use
 
 
-def _subject_name_id(subject: etree._Element) -> etree._Element:
-    if _OTHER_IDS(subject):
+def _subject_name_id(subject: dict) -> etree._Element:
+    if _BASE_ID in subject or _ENCRYPTED_ID in subject:
         raise AssertionRejected(
             "subject_malformed", "The Subject uses BaseID or EncryptedID instead of NameID"
         )
@@ -551,21 +562,51 @@ def _authn_instant(statement: Any) -> datetime | None:
 
 
 def _authn_class(statement: Any) -> str | None:
-    if statement is None:
-        return None
-    refs = _AUTHN_CLASS(statement)
-    return element_text(refs[0]) if refs else None
+    for context in () if statement is None else statement:
+        if context.tag == _AUTHN_CONTEXT:
+            for ref in context:
+                if ref.tag == _AUTHN_CLASS_REF:
+                    return element_text(ref)
+    return None
 
 
-def _attributes(assertion: etree._Element) -> MappingProxyType:
-    attributes: dict[str, tuple[str, ...]] = {}
-    for attribute in _ATTRIBUTES(assertion):
-        name = attribute.get("Name")
-        if not name:
-            continue
-        values = tuple(
-            (v.text or "") if not len(v) else "".join(v.itertext())
-            for v in _ATTRIBUTE_VALUES(attribute)
-        )
-        attributes[name] = attributes.get(name, ()) + values
-    return MappingProxyType(attributes)
+class _SignedAttributes(Mapping):
+    """Attribute name to values, read from the signed statements on first use.
+
+    Most grants never look at attributes, so they are not extracted up front;
+    the statements are those of the signed element, which nothing else holds.
+    """
+
+    __slots__ = ("_statements", "_values")
+
+    def __init__(self, statements: Iterable[etree._Element]) -> None:
+        self._statements = tuple(statements)
+        self._values: dict[str, tuple[str, ...]] | None = None
+
+    def _load(self) -> dict[str, tuple[str, ...]]:
+        values = self._values
+        if values is None:
+            values = {}
+            for statement in self._statements:
+                for attribute in statement:
+                    name = attribute.get("Name") if attribute.tag == _ATTRIBUTE else None
+                    if name:
+                        values[name] = values.get(name, ()) + tuple(
+                            (value.text or "") if not len(value) else "".join(value.itertext())
+                            for value in attribute
+                            if value.tag == _ATTRIBUTE_VALUE
+                        )
+            self._values = values
+        return values
+
+    def __getitem__(self, name: str) -> tuple[str, ...]:
+        return self._load()[name]
+
+    def __iter__(self):
+        return iter(self._load())
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+    def __repr__(self) -> str:
+        return repr(self._load())
