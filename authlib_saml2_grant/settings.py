@@ -173,7 +173,7 @@ def _identity_providers(entries: Any) -> TrustStore:
                 certificates = [certificates]
             if not entry.get("entity_id") or not isinstance(entry["entity_id"], str):
                 raise ConfigurationError("needs an 'entity_id' string (or 'metadata')")
-            if not certificates:
+            if not certificates or not isinstance(certificates, (list, tuple)):
                 raise ConfigurationError("needs a non-empty 'certificates' list")
             providers.append(
                 IdentityProvider(
@@ -207,7 +207,12 @@ def _replay_cache(value: Any) -> ReplayCache:
         except ImportStringError as exc:
             raise ConfigurationError(f"{key}: cannot import {value!r}") from exc
         if isinstance(value, type):
-            value = value()
+            try:
+                value = value()
+            except Exception as exc:
+                raise ConfigurationError(
+                    f"{key}: cannot instantiate {value.__name__} without arguments: {exc}"
+                ) from exc
     if not callable(getattr(value, "add", None)):
         raise ConfigurationError(f"{key} must have an add(key, expires_at) method")
     return value

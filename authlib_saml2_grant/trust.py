@@ -126,12 +126,19 @@ def load_certificate(value: str | bytes | x509.Certificate) -> x509.Certificate:
     """
     if isinstance(value, x509.Certificate):
         return value
+    if not isinstance(value, (str, bytes)):
+        raise ConfigurationError(
+            f"Not a certificate, PEM text or file path: a {type(value).__name__}"
+        )
     if isinstance(value, bytes):
         value = value.decode("ascii", "replace")
     text = value.strip()
     if "-----BEGIN" not in text and os.path.isfile(text):
-        with open(text, "rb") as handle:
-            raw = handle.read()
+        try:
+            with open(text, "rb") as handle:
+                raw = handle.read()
+        except OSError as exc:
+            raise ConfigurationError(f"Cannot read certificate file {text!r}: {exc}") from exc
         if b"-----BEGIN" not in raw:
             return _load_der(raw, text)
         text = raw.decode("ascii", "replace")
@@ -162,6 +169,10 @@ def load_metadata(source: str | bytes) -> list[IdentityProvider]:
 
     :raise ConfigurationError: when the metadata is unreadable or names no IdP.
     """
+    if not isinstance(source, (str, bytes)):
+        raise ConfigurationError(
+            f"SAML metadata must be a file path or XML text, not a {type(source).__name__}"
+        )
     if isinstance(source, str) and not source.lstrip().startswith("<"):
         try:
             with open(source, "rb") as handle:

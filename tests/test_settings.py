@@ -1,0 +1,602 @@
+"""The ``SAML2_BEARER_*`` settings: defaults, validation at start-up, parsed once per app."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+import threading
+from datetime import timedelta
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from flask import Flask
+
+from authlib_saml2_grant import ConfigurationError
+from authlib_saml2_grant import IdentityProvider
+from authlib_saml2_grant import MemoryReplayCache
+from authlib_saml2_grant import get_settings
+from authlib_saml2_grant import init_app
+from authlib_saml2_grant import settings as settings_module
+from authlib_saml2_grant.settings import DEFAULTS
+from authlib_saml2_grant.settings import EXTENSION_KEY
+from authlib_saml2_grant.settings import load_settings
+from authlib_saml2_grant.signature import DEFAULT_DIGEST_ALGORITHMS
+from authlib_saml2_grant.signature import DEFAULT_SIGNATURE_ALGORITHMS
+
+from .conftest import AS_ENTITY_ID
+from .conftest import TOKEN_ENDPOINT
+from .helpers import app_for
+from .helpers import mint_for
+
+AUDIENCES = [AS_ENTITY_ID, TOKEN_ENDPOINT]
+MD = "urn:oasis:names:tc:SAML:2.0:metadata"
+RSA_SHA1 = "http://www.w3.org/2000/09/xmldsig#rsa-sha1"
+SHA1 = "http://www.w3.org/2000/09/xmldsig#sha1"
+RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
+SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
+
+#: A replay cache importable by string, for SAML2_BEARER_REPLAY_CACHE.
+SHARED_CACHE = MemoryReplayCache(max_entries=10)
+
+
+class NeedsArguments:
+    def __init__(self, db):  # pragma: no cover - never instantiated
+        self.db = db
+
+    def add(self, key, expires_at):  # pragma: no cover
+        return True
+
+
+def load(**config):
+    """load_settings with the required audiences and a replay cache (no warning)."""
+    config.setdefault("SAML2_BEARER_AUDIENCES", AUDIENCES)
+    config.setdefault("SAML2_BEARER_REPLAY_CACHE", MemoryReplayCache())
+    return load_settings(config)
+
+
+# -- defaults -------------------------------------------------------------------------
+
+
+def test_defaults_table():
+    """Every setting and its default, documented in one table."""
+    assert dict(DEFAULTS) == {
+        "SAML2_BEARER_AUDIENCES": None,
+        "SAML2_BEARER_RECIPIENTS": None,
+        "SAML2_BEARER_IDENTITY_PROVIDERS": (),
+        "SAML2_BEARER_CLOCK_SKEW": 60,
+        "SAML2_BEARER_MAX_ASSERTION_LIFETIME": 7200,
+        "SAML2_BEARER_MAX_ASSERTION_SIZE": 131_072,
+        "SAML2_BEARER_SIGNATURE_ALGORITHMS": DEFAULT_SIGNATURE_ALGORITHMS,
+        "SAML2_BEARER_DIGEST_ALGORITHMS": DEFAULT_DIGEST_ALGORITHMS,
+        "SAML2_BEARER_ISSUE_REFRESH_TOKEN": False,
+        "SAML2_BEARER_REPLAY_CACHE": None,
+    }
+
+
+def test_default_algorithms_are_strong():
+    """SHA-1, MD5, DSA and HMAC are never among the defaults."""
+    for uri in (*DEFAULT_SIGNATURE_ALGORITHMS, *DEFAULT_DIGEST_ALGORITHMS):
+        assert not re.search(r"sha1|md5|#dsa-|hmac", uri, re.IGNORECASE), uri
+    assert "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256" in DEFAULT_SIGNATURE_ALGORITHMS
+    assert "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256" in DEFAULT_SIGNATURE_ALGORITHMS
+    assert "http://www.w3.org/2001/04/xmlenc#sha256" in DEFAULT_DIGEST_ALGORITHMS
+
+
+def test_defaults_applied():
+    """Only SAML2_BEARER_AUDIENCES is required; everything else has its default."""
+    settings = load_settings({"SAML2_BEARER_AUDIENCES": AUDIENCES})
+    verifier = settings.verifier
+    assert verifier.audiences == frozenset(AUDIENCES)
+    assert verifier.recipients == frozenset(AUDIENCES)
+    assert len(verifier.trust) == 0
+    assert verifier.clock_skew == timedelta(seconds=60)
+    assert verifier.max_lifetime == timedelta(seconds=7200)
+    assert verifier.max_size == 131_072
+    assert verifier.signature_policy.signature_algorithms == DEFAULT_SIGNATURE_ALGORITHMS
+    assert verifier.signature_policy.digest_algorithms == DEFAULT_DIGEST_ALGORITHMS
+    assert isinstance(verifier.replay_cache, MemoryReplayCache)
+    assert settings.issue_refresh_token is False
+
+
+def test_every_setting_read(idp):
+    """Each SAML2_BEARER_* setting reaches the verifier."""
+    cache = MemoryReplayCache()
+    settings = load(
+        SAML2_BEARER_AUDIENCES="https://as.example.net",
+        SAML2_BEARER_RECIPIENTS=("https://as.example.net/token",),
+        SAML2_BEARER_IDENTITY_PROVIDERS=[idp.settings_entry()],
+        SAML2_BEARER_CLOCK_SKEW=0,
+        SAML2_BEARER_MAX_ASSERTION_LIFETIME=300,
+        SAML2_BEARER_MAX_ASSERTION_SIZE=4096,
+        SAML2_BEARER_SIGNATURE_ALGORITHMS=["http://www.w3.org/2001/04/xmldsig-more#rsa-sha512"],
+        SAML2_BEARER_DIGEST_ALGORITHMS=["http://www.w3.org/2001/04/xmlenc#sha512"],
+        SAML2_BEARER_ISSUE_REFRESH_TOKEN=True,
+        SAML2_BEARER_REPLAY_CACHE=cache,
+    )
+    verifier = settings.verifier
+    assert verifier.audiences == frozenset(["https://as.example.net"])
+    assert verifier.recipients == frozenset(["https://as.example.net/token"])
+    assert verifier.trust.get(idp.entity_id).certificates == (idp.certificate,)
+    assert verifier.clock_skew == timedelta(0)
+    assert verifier.max_lifetime == timedelta(seconds=300)
+    assert verifier.max_size == 4096
+    assert verifier.signature_policy.signature_algorithms == (
+        "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512",
+    )
+    assert verifier.signature_policy.digest_algorithms == (
+        "http://www.w3.org/2001/04/xmlenc#sha512",
+    )
+    assert verifier.replay_cache is cache
+    assert settings.issue_refresh_token is True
+
+
+# -- validation: fail fast, naming the key --------------------------------------------------
+
+PEM_JUNK = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----"
+PRIVATE_KEY = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----"
+NO_IDP_METADATA = f"<md:EntityDescriptor xmlns:md='{MD}' entityID='https://x'/>"
+DOCTYPE_METADATA = f"<!DOCTYPE x><md:EntityDescriptor xmlns:md='{MD}' entityID='https://x'/>"
+
+INVALID = [
+    ("SAML2_BEARER_AUDIENCES", None),
+    ("SAML2_BEARER_AUDIENCES", 123),
+    ("SAML2_BEARER_AUDIENCES", ""),
+    ("SAML2_BEARER_AUDIENCES", []),
+    ("SAML2_BEARER_AUDIENCES", [""]),
+    ("SAML2_BEARER_AUDIENCES", [1]),
+    ("SAML2_BEARER_AUDIENCES", {"https://as.example.com": True}),
+    ("SAML2_BEARER_AUDIENCES", b"https://as.example.com"),
+    ("SAML2_BEARER_RECIPIENTS", []),
+    ("SAML2_BEARER_RECIPIENTS", [""]),
+    ("SAML2_BEARER_RECIPIENTS", 5),
+    ("SAML2_BEARER_CLOCK_SKEW", "60"),
+    ("SAML2_BEARER_CLOCK_SKEW", True),
+    ("SAML2_BEARER_CLOCK_SKEW", -1),
+    ("SAML2_BEARER_CLOCK_SKEW", 3601),
+    ("SAML2_BEARER_CLOCK_SKEW", 1.5),
+    ("SAML2_BEARER_CLOCK_SKEW", None),
+    ("SAML2_BEARER_MAX_ASSERTION_LIFETIME", 0),
+    ("SAML2_BEARER_MAX_ASSERTION_LIFETIME", 86_401),
+    ("SAML2_BEARER_MAX_ASSERTION_LIFETIME", "3600"),
+    ("SAML2_BEARER_MAX_ASSERTION_LIFETIME", timedelta(hours=1)),
+    ("SAML2_BEARER_MAX_ASSERTION_SIZE", 100),
+    ("SAML2_BEARER_MAX_ASSERTION_SIZE", 10**8),
+    ("SAML2_BEARER_MAX_ASSERTION_SIZE", "big"),
+    ("SAML2_BEARER_SIGNATURE_ALGORITHMS", ["urn:bogus"]),
+    ("SAML2_BEARER_SIGNATURE_ALGORITHMS", "rsa-sha256"),
+    ("SAML2_BEARER_SIGNATURE_ALGORITHMS", []),
+    ("SAML2_BEARER_SIGNATURE_ALGORITHMS", [None]),
+    ("SAML2_BEARER_SIGNATURE_ALGORITHMS", None),
+    ("SAML2_BEARER_SIGNATURE_ALGORITHMS", ["http://www.w3.org/2001/04/xmlenc#sha256"]),
+    ("SAML2_BEARER_DIGEST_ALGORITHMS", ["http://www.w3.org/2001/04/xmldsig-more#md5x"]),
+    ("SAML2_BEARER_DIGEST_ALGORITHMS", []),
+    ("SAML2_BEARER_DIGEST_ALGORITHMS", ["http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"]),
+    ("SAML2_BEARER_IDENTITY_PROVIDERS", "https://idp.example.com"),
+    ("SAML2_BEARER_IDENTITY_PROVIDERS", {"entity_id": "https://idp.example.com"}),
+    ("SAML2_BEARER_IDENTITY_PROVIDERS", None),
+    ("SAML2_BEARER_IDENTITY_PROVIDERS", 42),
+    ("SAML2_BEARER_IDENTITY_PROVIDERS", [42]),
+    ("SAML2_BEARER_IDENTITY_PROVIDERS", ["https://idp.example.com"]),
+    ("SAML2_BEARER_REPLAY_CACHE", "nonexistent_module_xyz:Cache"),
+    ("SAML2_BEARER_REPLAY_CACHE", "authlib_saml2_grant.replay:NoSuchCache"),
+    ("SAML2_BEARER_REPLAY_CACHE", "os:path"),
+    ("SAML2_BEARER_REPLAY_CACHE", "tests.test_settings:NeedsArguments"),
+    ("SAML2_BEARER_REPLAY_CACHE", 42),
+    ("SAML2_BEARER_REPLAY_CACHE", object()),
+    ("SAML2_BEARER_ISSUE_REFRESH_TOKEN", "yes"),
+    ("SAML2_BEARER_ISSUE_REFRESH_TOKEN", 1),
+    ("SAML2_BEARER_ISSUE_REFRESH_TOKEN", None),
+]
+
+
+@pytest.mark.parametrize(("key", "value"), INVALID)
+def test_invalid_setting_names_key(key, value):
+    """A bad setting fails at start-up with a ConfigurationError naming it."""
+    with pytest.raises(ConfigurationError, match=re.escape(key)):
+        load(**{key: value})
+
+
+def test_missing_audiences():
+    """SAML2_BEARER_AUDIENCES is required (:rfc:`7522#section-3` item 2 needs our identity)."""
+    with pytest.raises(ConfigurationError, match="SAML2_BEARER_AUDIENCES"):
+        load_settings({})
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "http://www.w3.org/2000/09/xmldsig#hmac-sha1",
+        "http://www.w3.org/2001/04/xmldsig-more#hmac-sha256",
+        "http://www.w3.org/2001/04/xmldsig-more#hmac-sha512",
+    ],
+)
+def test_hmac_refused(uri):
+    """HMAC is never accepted: the pinned key is public (algorithm confusion)."""
+    with pytest.raises(ConfigurationError, match="SAML2_BEARER_SIGNATURE_ALGORITHMS.*HMAC"):
+        load(SAML2_BEARER_SIGNATURE_ALGORITHMS=[DEFAULT_SIGNATURE_ALGORITHMS[0], uri])
+
+
+WEAK_SIGNING_BUG = (
+    "signature.py:156 matches _FORBIDDEN_FAMILIES with name.startswith(), so RSA_SHA1 and "
+    "ECDSA_SHA1 never warn, and weak digest algorithms are not checked at all"
+)
+
+
+@pytest.mark.parametrize(
+    ("signature_algorithm", "digest_algorithm"),
+    [
+        pytest.param("http://www.w3.org/2009/xmldsig11#dsa-sha256", None, id="dsa-sha256"),
+        pytest.param(
+            RSA_SHA1,
+            None,
+            id="rsa-sha1",
+            marks=pytest.mark.xfail(strict=True, reason=WEAK_SIGNING_BUG),
+        ),
+        pytest.param(
+            None,
+            SHA1,
+            id="sha1-digest",
+            marks=pytest.mark.xfail(strict=True, reason=WEAK_SIGNING_BUG),
+        ),
+    ],
+)
+def test_weak_algorithms_warn(caplog, signature_algorithm, digest_algorithm):
+    """Enabling a weak algorithm works, and is logged as weak."""
+    config = {}
+    if signature_algorithm:
+        config["SAML2_BEARER_SIGNATURE_ALGORITHMS"] = [RSA_SHA256, signature_algorithm]
+    if digest_algorithm:
+        config["SAML2_BEARER_DIGEST_ALGORITHMS"] = [SHA256, digest_algorithm]
+    with caplog.at_level(logging.WARNING):
+        load(**config)
+    assert any("Weak" in r.getMessage() for r in caplog.records)
+
+
+def test_sha1_can_be_enabled():
+    """SHA-1 is off by default but may be enabled, explicitly, for a legacy IdP."""
+    settings = load(
+        SAML2_BEARER_SIGNATURE_ALGORITHMS=[RSA_SHA1], SAML2_BEARER_DIGEST_ALGORITHMS=[SHA1]
+    )
+    assert settings.verifier.signature_policy.signature_algorithms == (RSA_SHA1,)
+    assert settings.verifier.signature_policy.digest_algorithms == (SHA1,)
+
+
+def _idp_invalid(tmp_path, idp):
+    missing = str(tmp_path / "missing.xml")
+    return {
+        "no entity_id": [{"certificates": [idp.certificate_pem]}],
+        "empty entity_id": [{"entity_id": "", "certificates": [idp.certificate_pem]}],
+        "entity_id not a string": [{"entity_id": 5, "certificates": [idp.certificate_pem]}],
+        "no certificates": [{"entity_id": "https://x"}],
+        "empty certificates": [{"entity_id": "https://x", "certificates": []}],
+        "certificates an int": [{"entity_id": "https://x", "certificates": 42}],
+        "certificates a dict": [{"entity_id": "https://x", "certificates": {"a": "b"}}],
+        "certificate an int": [{"entity_id": "https://x", "certificates": [123]}],
+        "certificate None": [{"entity_id": "https://x", "certificates": [None]}],
+        "certificate junk": [{"entity_id": "https://x", "certificates": ["not a certificate"]}],
+        "certificate empty": [{"entity_id": "https://x", "certificates": [""]}],
+        "certificate bad PEM": [{"entity_id": "https://x", "certificates": [PEM_JUNK]}],
+        "private key": [{"entity_id": "https://x", "certificates": [PRIVATE_KEY]}],
+        "certificate path missing": [{"entity_id": "https://x", "certificates": [missing]}],
+        "metadata missing file": [{"metadata": missing}],
+        "metadata directory": [{"metadata": str(tmp_path)}],
+        "metadata an int": [{"metadata": 42}],
+        "metadata None": [{"metadata": None}],
+        "metadata not XML": [{"metadata": "<md:EntityDescriptor"}],
+        "metadata without IdP": [{"metadata": NO_IDP_METADATA}],
+        "metadata with DOCTYPE": [{"metadata": DOCTYPE_METADATA}],
+        "metadata not metadata": [{"metadata": "<a/>"}],
+        "second entry bad": [idp.settings_entry(), {"entity_id": "https://x"}],
+    }
+
+
+IDP_CASES = [
+    "no entity_id",
+    "empty entity_id",
+    "entity_id not a string",
+    "no certificates",
+    "empty certificates",
+    "certificates an int",
+    "certificates a dict",
+    "certificate an int",
+    "certificate None",
+    "certificate junk",
+    "certificate empty",
+    "certificate bad PEM",
+    "private key",
+    "certificate path missing",
+    "metadata missing file",
+    "metadata directory",
+    "metadata an int",
+    "metadata None",
+    "metadata not XML",
+    "metadata without IdP",
+    "metadata with DOCTYPE",
+    "metadata not metadata",
+    "second entry bad",
+]
+
+
+@pytest.mark.parametrize("case", IDP_CASES)
+def test_invalid_identity_provider(tmp_path, idp, case):
+    """A bad IdP entry fails fast, naming the setting and the entry's index."""
+    entries = _idp_invalid(tmp_path, idp)[case]
+    index = len(entries) - 1
+    with pytest.raises(
+        ConfigurationError, match=re.escape(f"SAML2_BEARER_IDENTITY_PROVIDERS[{index}]")
+    ):
+        load(SAML2_BEARER_IDENTITY_PROVIDERS=entries)
+
+
+@pytest.mark.parametrize("how", ["twice", "entry and metadata", "provider objects"])
+def test_duplicate_identity_provider(idp, how):
+    """One entity ID configured twice is ambiguous: refused."""
+    entries = {
+        "twice": [idp.settings_entry(), idp.settings_entry()],
+        "entry and metadata": [idp.settings_entry(), {"metadata": idp.metadata()}],
+        "provider objects": [idp.identity_provider, idp.settings_entry()],
+    }[how]
+    with pytest.raises(ConfigurationError, match=r"SAML2_BEARER_IDENTITY_PROVIDERS.*twice"):
+        load(SAML2_BEARER_IDENTITY_PROVIDERS=entries)
+
+
+def test_init_app_fails_fast():
+    """init_app raises at start-up, before any request."""
+    app = Flask(__name__)
+    app.config["SAML2_BEARER_AUDIENCES"] = AUDIENCES
+    app.config["SAML2_BEARER_CLOCK_SKEW"] = "a minute"
+    with pytest.raises(ConfigurationError, match="SAML2_BEARER_CLOCK_SKEW"):
+        init_app(app)
+    assert EXTENSION_KEY not in app.extensions
+
+
+def test_configuration_error_is_value_error():
+    """ConfigurationError is a ValueError, for callers that catch broadly."""
+    assert issubclass(ConfigurationError, ValueError)
+
+
+# -- certificates and identity providers -------------------------------------------------------
+
+
+def _certificate_forms(tmp_path, idp):
+    der = idp.certificate.public_bytes(serialization.Encoding.DER)
+    pem_path = tmp_path / "idp.pem"
+    pem_path.write_text(idp.certificate_pem)
+    der_path = tmp_path / "idp.der"
+    der_path.write_bytes(der)
+    return {
+        "PEM text": idp.certificate_pem,
+        "PEM text, indented": "\n".join("    " + line for line in idp.certificate_pem.splitlines()),
+        "PEM bytes": idp.certificate_pem.encode(),
+        "PEM file path": str(pem_path),
+        "PEM file path, padded": f"  {pem_path}\n",
+        "DER file path": str(der_path),
+        "bare Base64 DER": base64.b64encode(der).decode(),
+        "bare Base64 DER, wrapped": "\n".join(
+            base64.b64encode(der).decode()[i : i + 64] for i in range(0, 2000, 64)
+        ),
+        "certificate object": idp.certificate,
+    }
+
+
+CERTIFICATE_FORMS = [
+    "PEM text",
+    "PEM text, indented",
+    "PEM bytes",
+    "PEM file path",
+    "PEM file path, padded",
+    "DER file path",
+    "bare Base64 DER",
+    "bare Base64 DER, wrapped",
+    "certificate object",
+]
+
+
+@pytest.mark.parametrize("form", CERTIFICATE_FORMS)
+def test_certificate_forms(tmp_path, idp, form):
+    """Certificates as PEM text, PEM or DER file path, bare Base64 DER, or objects."""
+    certificate = _certificate_forms(tmp_path, idp)[form]
+    for certificates in ([certificate], certificate, (certificate,)):
+        if not isinstance(certificate, str) and certificates is certificate:
+            continue
+        settings = load(
+            SAML2_BEARER_IDENTITY_PROVIDERS=[
+                {"entity_id": idp.entity_id, "certificates": certificates}
+            ]
+        )
+        assert settings.verifier.trust.get(idp.entity_id).certificates == (idp.certificate,)
+
+
+def test_certificate_file_path_end_to_end(tmp_path, idp):
+    """An IdP pinned by certificate file path verifies its assertions."""
+    path = tmp_path / "idp.pem"
+    path.write_text(idp.certificate_pem)
+    entry = {"entity_id": idp.entity_id, "certificates": [str(path)]}
+    with app_for(tmp_path, [], SAML2_BEARER_IDENTITY_PROVIDERS=[entry]) as h:
+        status, body = h.token(mint_for(idp))
+        assert status == 200, body
+
+
+def test_identity_provider_objects(idp, ec_idp):
+    """IdentityProvider objects may be listed as they are."""
+    settings = load(
+        SAML2_BEARER_IDENTITY_PROVIDERS=[idp.identity_provider, ec_idp.settings_entry()]
+    )
+    trust = settings.verifier.trust
+    assert len(trust) == 2
+    assert isinstance(trust.get(ec_idp.entity_id), IdentityProvider)
+
+
+def test_metadata_entry_file(tmp_path, idp):
+    """{"metadata": path} reads the IdP's entity ID and signing certificates."""
+    path = tmp_path / "metadata.xml"
+    path.write_bytes(idp.metadata())
+    provider = load(SAML2_BEARER_IDENTITY_PROVIDERS=[{"metadata": str(path)}]).verifier.trust.get(
+        idp.entity_id
+    )
+    assert provider.certificates == (idp.certificate,)
+
+
+def test_metadata_ignores_encryption_keys(idp, ec_idp):
+    """Only signing KeyDescriptors (or ones without ``use``) are trusted to sign."""
+    from lxml import etree
+
+    root = etree.fromstring(idp.metadata())
+    other = etree.fromstring(ec_idp.metadata()).find(f"{{{MD}}}IDPSSODescriptor")[0]
+    other.set("use", "encryption")
+    root.find(f"{{{MD}}}IDPSSODescriptor").append(other)
+    settings = load(SAML2_BEARER_IDENTITY_PROVIDERS=[{"metadata": etree.tostring(root)}])
+    assert settings.verifier.trust.get(idp.entity_id).certificates == (idp.certificate,)
+
+
+def test_empty_identity_providers_warn(caplog):
+    """No IdP configured is allowed (a subclass may resolve them) but logged."""
+    with caplog.at_level(logging.WARNING):
+        load()
+    assert any("SAML2_BEARER_IDENTITY_PROVIDERS is empty" in r.getMessage() for r in caplog.records)
+
+
+# -- replay cache ------------------------------------------------------------------------
+
+
+def test_replay_cache_import_string_class():
+    """An import string naming a class is instantiated without arguments."""
+    cache = load(
+        SAML2_BEARER_REPLAY_CACHE="authlib_saml2_grant.replay:MemoryReplayCache"
+    ).verifier.replay_cache
+    assert isinstance(cache, MemoryReplayCache)
+    dotted = load(
+        SAML2_BEARER_REPLAY_CACHE="authlib_saml2_grant.replay.MemoryReplayCache"
+    ).verifier.replay_cache
+    assert isinstance(dotted, MemoryReplayCache)
+    assert dotted is not cache
+
+
+def test_replay_cache_import_string_object():
+    """An import string naming an object uses that very object."""
+    cache = load(SAML2_BEARER_REPLAY_CACHE="tests.test_settings:SHARED_CACHE").verifier.replay_cache
+    assert cache is SHARED_CACHE
+
+
+def test_replay_cache_object():
+    """Any object with ``add(key, expires_at)`` is a replay cache."""
+
+    class Cache:
+        def add(self, key, expires_at):  # pragma: no cover
+            return True
+
+    cache = Cache()
+    assert load(SAML2_BEARER_REPLAY_CACHE=cache).verifier.replay_cache is cache
+
+
+def test_memory_cache_warning_logged_once(monkeypatch, caplog):
+    """Without SAML2_BEARER_REPLAY_CACHE, one warning: memory does not span processes."""
+    monkeypatch.setattr(settings_module, "_warned_memory_cache", False)
+    with caplog.at_level(logging.WARNING, logger="authlib_saml2_grant.settings"):
+        for _ in range(3):
+            load_settings({"SAML2_BEARER_AUDIENCES": AUDIENCES})
+    warnings = [r for r in caplog.records if "in-memory replay cache" in r.getMessage()]
+    assert len(warnings) == 1
+    assert warnings[0].levelno == logging.WARNING
+    assert "SAML2_BEARER_REPLAY_CACHE" in warnings[0].getMessage()
+
+
+def test_no_memory_cache_warning_when_configured(monkeypatch, caplog):
+    """A configured replay cache logs no in-memory warning."""
+    monkeypatch.setattr(settings_module, "_warned_memory_cache", False)
+    with caplog.at_level(logging.WARNING, logger="authlib_saml2_grant.settings"):
+        load()
+    assert not [r for r in caplog.records if "in-memory replay cache" in r.getMessage()]
+
+
+# -- parsed once per app ---------------------------------------------------------------------
+
+
+def test_init_app_stores_settings():
+    """init_app stores the ready settings in ``app.extensions``."""
+    app = Flask(__name__)
+    app.config.update(SAML2_BEARER_AUDIENCES=AUDIENCES, SAML2_BEARER_REPLAY_CACHE=SHARED_CACHE)
+    settings = init_app(app)
+    assert app.extensions[EXTENSION_KEY] is settings
+    assert get_settings(app) is settings
+    with app.app_context():
+        assert get_settings() is settings
+
+
+def test_get_settings_lazily_once(monkeypatch):
+    """Without init_app, the first use parses the settings, once, even from many threads."""
+    calls = []
+    original = settings_module.load_settings
+
+    def counting(config):
+        calls.append(1)
+        return original(config)
+
+    monkeypatch.setattr(settings_module, "load_settings", counting)
+    app = Flask(__name__)
+    app.config.update(SAML2_BEARER_AUDIENCES=AUDIENCES, SAML2_BEARER_REPLAY_CACHE=SHARED_CACHE)
+    barrier = threading.Barrier(8)
+    seen = []
+
+    def use():
+        barrier.wait()
+        seen.append(get_settings(app))
+
+    threads = [threading.Thread(target=use) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 1
+    assert len({id(s) for s in seen}) == 1
+
+
+def test_requests_do_not_parse_settings(tmp_path, idp, monkeypatch):
+    """Token requests use the prepared settings; configuration is never parsed again."""
+    with app_for(tmp_path, [idp]) as h:
+
+        def fail(*args, **kwargs):  # pragma: no cover - must not run
+            raise AssertionError("settings parsed during a request")
+
+        monkeypatch.setattr(settings_module, "load_settings", fail)
+        monkeypatch.setattr(settings_module, "load_certificate", fail)
+        monkeypatch.setattr(settings_module, "load_metadata", fail)
+        for _ in range(2):
+            status, body = h.token(mint_for(idp))
+            assert status == 200, body
+
+
+def test_config_changes_after_init_need_init_app(tmp_path, idp):
+    """Settings are read once: changing app.config later has no effect until init_app."""
+    with app_for(tmp_path, [idp]) as h:
+        h.app.config["SAML2_BEARER_AUDIENCES"] = ["https://elsewhere.example.com"]
+        assert h.token(mint_for(idp))[0] == 200
+        init_app(h.app)
+        status, body = h.token(mint_for(idp))
+        assert (status, h.reasons) == (400, ["audience_mismatch"])
+
+
+def test_settings_are_per_app(tmp_path, idp):
+    """Two apps in one process keep their own settings."""
+    first = Flask("first")
+    first.config.update(
+        SAML2_BEARER_AUDIENCES=["https://a"], SAML2_BEARER_REPLAY_CACHE=SHARED_CACHE
+    )
+    second = Flask("second")
+    second.config.update(SAML2_BEARER_AUDIENCES=["https://b"], SAML2_BEARER_CLOCK_SKEW=5)
+    second.config["SAML2_BEARER_REPLAY_CACHE"] = SHARED_CACHE
+    init_app(first)
+    init_app(second)
+    assert get_settings(first).verifier.audiences == frozenset(["https://a"])
+    assert get_settings(second).verifier.audiences == frozenset(["https://b"])
+    assert get_settings(second).verifier.clock_skew == timedelta(seconds=5)
+
+
+def test_refresh_token_flag_default_off(client, mint):
+    """SAML2_BEARER_ISSUE_REFRESH_TOKEN defaults to False: no refresh token."""
+    from .conftest import request_token
+
+    status, body = request_token(client, mint())
+    assert status == 200, body
+    assert "refresh_token" not in body
