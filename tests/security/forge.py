@@ -159,7 +159,9 @@ def hand_sign(
             for algorithm in transforms:
                 etree.SubElement(transforms_el, ds("Transform")).set("Algorithm", algorithm)
         etree.SubElement(reference, ds("DigestMethod")).set("Algorithm", digest_method)
-        digest = _DIGESTS[digest_method](c14n(target)).digest()
+        inclusive = any("REC-xml-c14n" in t or "xml-c14n11" in t for t in transforms or ())
+        canonical = etree.tostring(target, method="c14n", exclusive=not inclusive)
+        digest = _DIGESTS[digest_method](canonical).digest()
         etree.SubElement(reference, ds("DigestValue")).text = base64.b64encode(digest).decode()
     value = etree.SubElement(signature, ds("SignatureValue"))
     if key_info is not None:
