@@ -180,7 +180,7 @@ class SignaturePolicy:
             ``signature_algorithm_forbidden``, ``signature_reference_invalid``,
             ``certificate_invalid`` or ``signature_invalid``.
         """
-        signature = self._check_signature_element(root)
+        signature = _single_signature(root)
         hint = _key_info_fingerprint(signature) if len(provider.certificates) > 1 else None
         failures = []
         for certificate in provider.get_candidate_certificates(hint):
@@ -198,21 +198,11 @@ class SignaturePolicy:
                     break  # the key matched; the content was changed
                 continue
             return _check_signed(result, root)
+        # signxml enforced the allow-lists; name the algorithm it refused.
+        self._check_algorithms(signature)
         raise _failure(failures, provider, hint)
 
-    def _check_signature_element(self, root: etree._Element) -> etree._Element:
-        signatures = _SIGNATURES(root)
-        if not signatures:
-            raise AssertionRejected(
-                "signature_missing", "The assertion has no enveloped ds:Signature"
-            )
-        if len(signatures) > 1:
-            raise AssertionRejected(
-                "signature_invalid",
-                "The assertion has more than one enveloped ds:Signature",
-                count=len(signatures),
-            )
-        signature = signatures[0]
+    def _check_algorithms(self, signature: etree._Element) -> None:
         method = _SIGNATURE_METHOD(signature)
         if not method or method[0] not in self._methods:
             raise AssertionRejected(
@@ -229,7 +219,19 @@ class SignaturePolicy:
                     algorithm=digest,
                     allowed=sorted(self._digests),
                 )
-        return signature
+
+
+def _single_signature(root: etree._Element) -> etree._Element:
+    signatures = _SIGNATURES(root)
+    if not signatures:
+        raise AssertionRejected("signature_missing", "The assertion has no enveloped ds:Signature")
+    if len(signatures) > 1:
+        raise AssertionRejected(
+            "signature_invalid",
+            "The assertion has more than one enveloped ds:Signature",
+            count=len(signatures),
+        )
+    return signatures[0]
 
 
 def _key_info_fingerprint(signature: etree._Element) -> str | None:
