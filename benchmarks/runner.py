@@ -1,0 +1,228 @@
+"""``python -m benchmarks [--quick] [--load] [--write docs/benchmarks.md]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+from .endpoint import EndpointBench
+from .harness import Stats
+from .harness import interleave
+from .memory import MIB
+from .memory import measure_memory
+from .report import Report
+from .report import Table
+from .report import machine_info
+from .workload import Workload
+
+__all__ = ["Plan", "main", "run"]
+
+FLOOR = "floor (parse+c14n+RSA verify)"
+SIGNXML_RSA = "signxml tuned, RSA-2048"
+SIGNXML_EC = "signxml tuned, ECDSA P-256"
+OURS_RSA = "AssertionVerifier.verify, RSA-2048"
+OURS_EC = "AssertionVerifier.verify, ECDSA P-256"
+SAML_ENDPOINT = "SAML2BearerGrant (replay cache)"
+JWT_ENDPOINT = "JWTBearerGrant + jti replay cache"
+JWT_PLAIN = "JWTBearerGrant as shipped (no replay)"
+ONE_IDP = "1 IdP, 1 certificate"
+THOUSAND_IDPS = "1,000 IdPs, 1 certificate each"
+
+#: Baseline of each micro candidate's ``x baseline`` column.
+_MICRO_BASELINES = {OURS_EC: SIGNXML_EC, SIGNXML_EC: SIGNXML_RSA}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much to measure; :data:`DEFAULT` takes about three minutes on two cores."""
+
+    micro_rounds: int = 1200
+    scaling_rounds: int = 600
+    endpoint_requests: int = 2500
+    memory_count: int = 20_000
+    traced_count: int = 2_000
+    memory_warmup: int = 1_000
+    load_requests: int = 1200
+    time_cap: float = 35.0
+
+
+DEFAULT = Plan()
+QUICK = Plan(
+    micro_rounds=150,
+    scaling_rounds=100,
+    endpoint_requests=400,
+    memory_count=3_000,
+    traced_count=300,
+    memory_warmup=300,
+    load_requests=120,
+    time_cap=5.0,
+)
+
+
+def _row(stats: Stats, floor: Stats | None, baseline: Stats | None) -> list[str]:
+    return [
+        stats.name,
+        str(stats.count),
+        f"{stats.median:,.1f}",
+        f"{stats.p99:,.1f}",
+        f"{stats.ratio(floor):.2f}x" if floor else "",
+        f"{stats.ratio(baseline):.2f}x" if baseline and baseline is not stats else "",
+    ]
+
+
+def _verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def run(plan: Plan, load: bool = False, command: str = "python -m benchmarks") -> Report:
+    log = _progress
+    report = Report(machine_info(), command)
+    header = ["candidate", "n", "p50 us", "p99 us", "x floor", "x baseline"]
+    targets = Table("Targets", ["target", "measured", "verdict"])
+
+    log("generating keys")
+    workload = Workload.create()
+
+    log("micro: floor, signxml, AssertionVerifier, JWT")
+    micro = interleave(
+        workload.micro_candidates(), plan.micro_rounds, batch=5, time_cap=plan.time_cap
+    )
+    floor = micro[FLOOR]
+    table = Table("Verification of one ~4 KB assertion (no HTTP)", header)
+    for name, stats in micro.items():
+        baseline = micro[_MICRO_BASELINES.get(name, SIGNXML_RSA)]
+        table.rows.append(_row(stats, floor, baseline))
+    table.note = "x baseline: against tuned signxml with the same key type (JWT: signxml RSA)."
+    report.tables.append(table)
+    ratio = micro[OURS_RSA].ratio(micro[SIGNXML_RSA])
+    targets.rows.append(
+        ["verifier p50 <= 1.10x bare tuned signxml (RSA)", f"{ratio:.3f}x", _verdict(ratio <= 1.10)]
+    )
+    ec_ratio = micro[OURS_EC].ratio(micro[SIGNXML_EC])
+    targets.rows.append(
+        ["(info) verifier vs tuned signxml (ECDSA)", f"{ec_ratio:.3f}x", _verdict(ec_ratio <= 1.10)]
+    )
+
+    log("scaling: trusted IdPs and certificates per IdP")
+    scaling = interleave(
+        workload.scaling_candidates(), plan.scaling_rounds, batch=5, time_cap=plan.time_cap
+    )
+    base = scaling[ONE_IDP]
+    table = Table("AssertionVerifier.verify vs configuration size (RSA-2048)", header)
+    table.rows += [_row(stats, floor=None, baseline=base) for stats in scaling.values()]
+    report.tables.append(table)
+    idp_ratio = scaling[THOUSAND_IDPS].ratio(base)
+    targets.rows.append(
+        [
+            "1 vs 1,000 IdPs within 5% (p50)",
+            f"{idp_ratio:.3f}x",
+            _verdict(abs(idp_ratio - 1) <= 0.05),
+        ]
+    )
+
+    log("token endpoint: Flask test client, SQLite file")
+    with tempfile.TemporaryDirectory(prefix="saml2-bench-") as directory:
+        with EndpointBench(workload, directory, plan.endpoint_requests + 20) as bench:
+            endpoint = interleave(
+                bench.candidates(),
+                plan.endpoint_requests,
+                batch=1,
+                warmup=20,
+                time_cap=plan.time_cap,
+            )
+    jwt = endpoint[JWT_ENDPOINT]
+    table = Table("Token endpoint, Flask test client (one request per call)", header)
+    table.rows += [_row(stats, floor=None, baseline=jwt) for stats in endpoint.values()]
+    table.note = (
+        "x baseline: against JWTBearerGrant with the jti recorded in the same replay cache; "
+        "SAML requests also authenticate the client (client_secret_basic)."
+    )
+    report.tables.append(table)
+    endpoint_ratio = endpoint[SAML_ENDPOINT].ratio(jwt)
+    plain_ratio = endpoint[SAML_ENDPOINT].ratio(endpoint[JWT_PLAIN])
+    targets.rows.append(
+        [
+            "token endpoint p50 <= 1.20x JWT bearer (both with replay cache)",
+            f"{endpoint_ratio:.3f}x",
+            _verdict(endpoint_ratio <= 1.20),
+        ]
+    )
+    targets.rows.append(
+        [
+            "(info) token endpoint vs JWT bearer as shipped (no replay)",
+            f"{plain_ratio:.3f}x",
+            _verdict(plain_ratio <= 1.20),
+        ]
+    )
+
+    if load:
+        from .load import run_load
+
+        log("load: gunicorn, 2 workers, 127.0.0.1")
+        with tempfile.TemporaryDirectory(prefix="saml2-load-") as directory:
+            results = run_load(workload, directory, requests=plan.load_requests)
+        table = Table(
+            "Load: gunicorn 2 sync workers, 4 client threads, replay protection on",
+            ["grant", "ok", "errors", "seconds", "req/s"],
+        )
+        table.rows += [
+            [r.name, str(r.requests), str(r.errors), f"{r.seconds:.1f}", f"{r.rps:.1f}"]
+            for r in results
+        ]
+        table.note = "The load generator runs on the same machine as the workers."
+        report.tables.append(table)
+        share = results[0].rps / results[1].rps if results[1].rps else 0.0
+        ok = share >= 0.85 and not any(r.errors for r in results)
+        targets.rows.append(["load req/s >= 85% of JWT bearer", f"{share:.1%}", _verdict(ok)])
+    else:
+        targets.rows.append(["load req/s >= 85% of JWT bearer", "not run (--load)", "-"])
+
+    log(f"memory: {plan.memory_count:,} verifications")
+    verifier = workload.verifier()
+    param = workload.saml()
+    memory = measure_memory(
+        lambda: verifier.verify(param), plan.memory_count, plan.traced_count, plan.memory_warmup
+    )
+    table = Table("Memory growth of AssertionVerifier.verify", ["measure", "calls", "growth"])
+    table.rows.append(["RSS", f"{memory.count:,}", f"{memory.rss_growth / 1024:,.0f} KiB"])
+    table.rows.append(
+        ["tracemalloc", f"{memory.traced_count:,}", f"{memory.traced_growth / 1024:,.1f} KiB"]
+    )
+    report.tables.append(table)
+    targets.rows.append(
+        [
+            f"memory growth < 1 MiB over {memory.count:,} verifications (RSS)",
+            f"{memory.rss_growth / 1024:,.0f} KiB",
+            _verdict(memory.rss_growth < MIB),
+        ]
+    )
+    report.tables.append(targets)
+    return report
+
+
+_started = time.monotonic()
+
+
+def _progress(message: str) -> None:
+    print(f"[{time.monotonic() - _started:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a ~20 s smoke run")
+    parser.add_argument("--load", action="store_true", help="add the gunicorn load test")
+    parser.add_argument("--write", metavar="PATH", help="write the results as Markdown")
+    args = parser.parse_args(argv)
+    command = "python -m benchmarks" + "".join(
+        f" {flag}" for flag, on in (("--quick", args.quick), ("--load", args.load)) if on
+    )
+    report = run(QUICK if args.quick else DEFAULT, load=args.load, command=command)
+    print(report.text())
+    if args.write:
+        with open(args.write, "w", encoding="utf-8") as handle:
+            handle.write(report.markdown())
+        _progress(f"wrote {args.write}")
+    return 0
