@@ -205,7 +205,13 @@ def inspect_assertion(
         inspection.assertion = call(
             argument, audiences=audiences, recipients=recipients, now=now, trace=trace
         )
-    except AssertionRejected as exc:
+    except Exception as exc:  # reported as the grant reports it, never a traceback
+        if not isinstance(exc, AssertionRejected):
+            exc = AssertionRejected(
+                "verification_error",
+                "Verification raised an unexpected error",
+                error=f"{type(exc).__name__}: {str(exc)[:160]}",
+            )
         inspection.failure = exc
         failed = checks.setdefault(exc.check, CheckResult(exc.check))
         failed.status = FAIL
@@ -213,13 +219,15 @@ def inspect_assertion(
         failed.message = exc.message
         failed.details = dict(exc.details)
         _explain(failed, verifier, data, input_format, now)
+    inspection.checks = list(checks.values())
     _imply_passes(inspection, verifier, now)
     return inspection
 
 
 def _imply_passes(inspection: Inspection, verifier: AssertionVerifier, now) -> None:
     """Mark checks the verifier ran without tracing them, because a later one ran."""
-    statuses = [check.status for check in inspection.checks]
+    # Only the verifier's own ordered checks: an internal error may come from anywhere.
+    statuses = [check.status for check in inspection.checks if check.name in CHECKS]
     last = max((i for i, s in enumerate(statuses) if s in (PASS, FAIL)), default=-1)
     for check in inspection.checks[:last]:
         if check.status == NOT_RUN:

@@ -495,3 +495,20 @@ def test_python_dash_m(tmp_path, idp):
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Result: VALID" in done.stdout
+
+
+def test_unexpected_error_is_reported_not_raised(tmp_path, capsys, monkeypatch, idp, trust):
+    """As the grant does, an unexpected exception is a verification_error verdict
+    (exit 1) that names the error, and no check is claimed as passed after it."""
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("authlib_saml2_grant.verifier.parse_xml", broken)
+    code, out, _ = run(capsys, "inspect", write(tmp_path, mint(idp)), *trust)
+    assert code == 1
+    statuses = status_lines(out)
+    assert statuses["decoding"] == "PASS"
+    assert statuses["internal"] == "FAIL"
+    assert statuses["parsing"] == "not run"
+    assert "error: RuntimeError: boom" in details(out, "internal")
