@@ -172,8 +172,18 @@ class SAML2BearerGrant(BaseGrant, TokenEndpointMixin):
     def get_assertion_parameter(self) -> str:
         """The single ``assertion`` parameter of the request.
 
-        :raise InvalidRequestError: when it is missing, empty or repeated.
+        :rfc:`7522#section-2.1` sends it in the form-encoded entity-body; in
+        the URL query it would be a credential copied into access logs.
+
+        :raise InvalidRequestError: when it is missing, empty, repeated or in
+            the query string.
         """
+        try:
+            in_query = "assertion" in (self.request.args or {})
+        except NotImplementedError:  # a request type without a query string
+            in_query = False
+        if in_query:
+            raise InvalidRequestError("The 'assertion' must be sent in the request body.")
         values = self.request.payload.datalist.get("assertion") or []
         if len(values) > 1:
             raise InvalidRequestError("Multiple 'assertion' parameters in request.")

@@ -11,6 +11,7 @@ import base64
 from datetime import datetime
 from datetime import timezone
 from urllib.parse import quote
+from urllib.parse import urlencode
 
 import pytest
 
@@ -399,3 +400,33 @@ def test_non_ascii_grant_parameters_never_500(client, mint):
     status, body = request_token(client, mint(), scope="profil\u00e9 \u2603")
     assert 400 <= status < 500
     assert body["error_description"].isascii()
+
+
+def test_assertion_in_query_string_refused(client, mint, reasons):
+    """:rfc:`7522#section-2.1`: the assertion travels in the form-encoded body, not the URL."""
+    assertion = mint()
+    response = client.post(
+        "/oauth/token?" + urlencode({"assertion": assertion}),
+        data={"grant_type": SAML2_BEARER_GRANT_TYPE},
+        headers=basic_auth(),
+    )
+    assert response.status_code == 400
+    assert response.get_json() == {
+        "error": "invalid_request",
+        "error_description": "The 'assertion' must be sent in the request body.",
+    }
+    assert reasons == []
+    status, body = request_token(client, assertion)
+    assert status == 200, body
+
+
+def test_assertion_in_query_and_body_refused(client, mint):
+    """:rfc:`7522#section-2.1`: a second copy in the URL is refused too."""
+    assertion = mint()
+    response = client.post(
+        "/oauth/token?" + urlencode({"assertion": assertion}),
+        data={"grant_type": SAML2_BEARER_GRANT_TYPE, "assertion": assertion},
+        headers=basic_auth(),
+    )
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "invalid_request"

@@ -437,3 +437,16 @@ def test_cache_exception_is_invalid_grant(tmp_path, idp):
         status, body = h.token(mint_for(idp))
         assert_rejected(status, body, h.reasons, "replay_cache_error")
         assert "redis" not in body["error_description"]
+
+
+def test_refused_requests_do_not_burn_the_assertion(client, mint):
+    """:rfc:`7522#section-3` item 6: only a granted request records the assertion as used."""
+    from .conftest import basic_auth
+    from .conftest import request_token
+
+    assertion = mint()
+    assert request_token(client, assertion, headers=basic_auth(secret="wrong"))[0] == 401
+    assert request_token(client, assertion, headers=basic_auth("client-2", "secret-2"))[0] == 400
+    assert request_token(client, assertion, scope="unknown-scope")[0] == 400
+    status, body = request_token(client, assertion)
+    assert status == 200, body
