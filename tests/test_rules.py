@@ -7,10 +7,16 @@ signal, and is asserted here.
 
 from __future__ import annotations
 
+from datetime import datetime
 from datetime import timedelta
+from datetime import timezone
 
 import pytest
 import signxml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
 from lxml import etree
 
 from authlib_saml2_grant.testing import OMIT
@@ -797,3 +803,127 @@ def test_metadata_entities_descriptor_with_rollover(tmp_path, idp, ec_idp, rollo
         for signer in (idp, next_idp, ec_idp):
             status, body = h.token(mint_for(signer))
             assert status == 200, body
+
+
+def _expired_certificate(key):
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "expired")])
+    now = datetime.now(timezone.utc)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=30))
+        .not_valid_after(now - timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+
+
+def test_expired_pinned_certificate(tmp_path, rollover_key):
+    """:rfc:`7522#section-3` item 9: a pinned certificate past its validity verifies nothing."""
+    key, _ = rollover_key
+    old = TestIdentityProvider(
+        "https://idp.example.com", "ec", key=key, certificate=_expired_certificate(key)
+    )
+    with app_for(tmp_path, [old]) as h:
+        status, body = h.token(mint_for(old))
+        assert_rejected(status, body, h.reasons, "certificate_invalid")
+
+
+def test_rollover_with_expired_old_certificate(tmp_path, idp, rollover_key):
+    """:rfc:`7522#section-3` item 9: an expired old certificate beside the new one is harmless."""
+    key, _ = rollover_key
+    expired = _expired_certificate(key)
+    entry = {
+        "entity_id": idp.entity_id,
+        "certificates": [expired.public_bytes(Encoding.PEM).decode(), idp.certificate_pem],
+    }
+    with app_for(tmp_path, [], SAML2_BEARER_IDENTITY_PROVIDERS=[entry]) as h:
+        status, body = h.token(mint_for(idp))
+        assert status == 200, body
+
+
+# -- the subject is a NameID ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("element", ["BaseID", "EncryptedID"])
+def test_subject_other_identifiers_refused(client, idp, reasons, element):
+    """:rfc:`7522#section-3` item 3: the principal is named by a NameID, nothing else."""
+    tree = build()
+    name_id = find(tree, "saml:Subject/saml:NameID")
+    name_id.addprevious(etree.Element(_q(element)))
+    status, body = send(client, idp, tree)
+    assert_rejected(status, body, reasons, "subject_malformed")
+
+
+# -- the grant's own hooks -----------------------------------------------------------------
+
+
+@pytest.fixture
+def grant_cls(app):
+    """The registered grant class; attributes set on it are removed afterwards."""
+    cls = app.extensions["test_server"]._token_grants[0][0]
+    before = dict(vars(cls))
+    yield cls
+    for name in set(vars(cls)) - set(before):
+        delattr(cls, name)
+    for name, value in before.items():
+        if vars(cls).get(name) is not value:
+            setattr(cls, name, value)
+
+
+def test_user_lookup_failure(client, mint, reasons, grant_cls):
+    """:rfc:`7522#section-3` item 3: a failing user lookup is invalid_grant, not a 500."""
+
+    def authenticate_user(self, assertion):
+        raise ConnectionError("user database is down")
+
+    grant_cls.authenticate_user = authenticate_user
+    status, body = request_token(client, mint())
+    assert_rejected(status, body, reasons, "user_lookup_error")
+
+
+def test_permission_denied(client, mint, reasons, grant_cls):
+    """:rfc:`7522#section-3` item 3: ``has_granted_permission`` may refuse the client."""
+    grant_cls.has_granted_permission = lambda self, client, user: False
+    status, body = request_token(client, mint())
+    assert_rejected(status, body, reasons, "permission_denied")
+
+
+def test_permission_check_failure(client, mint, reasons, grant_cls):
+    """:rfc:`7522#section-3` item 3: a failing permission check fails closed."""
+
+    def has_granted_permission(self, client, user):
+        raise RuntimeError("policy service down")
+
+    grant_cls.has_granted_permission = has_granted_permission
+    status, body = request_token(client, mint())
+    assert_rejected(status, body, reasons, "user_lookup_error")
+
+
+def test_resolve_identity_provider_hook(client, other_idp, reasons, grant_cls):
+    """:rfc:`7522#section-3` item 1: IdPs may come from a subclass, e.g. per tenant."""
+    grant_cls.resolve_identity_provider = lambda self, issuer: (
+        other_idp.identity_provider if issuer == other_idp.entity_id else None
+    )
+    status, body = request_token(client, mint_for(other_idp))
+    assert status == 200, body
+
+
+def test_resolve_identity_provider_wrong_entity(client, idp, other_idp, reasons, grant_cls):
+    """:rfc:`7522#section-3` item 1: a resolved IdP must carry the assertion's Issuer."""
+    grant_cls.resolve_identity_provider = lambda self, issuer: other_idp.identity_provider
+    status, body = request_token(client, mint_for(idp))
+    assert_rejected(status, body, reasons, "issuer_unknown")
+
+
+def test_resolve_identity_provider_failure(client, mint, reasons, grant_cls):
+    """A failing IdP lookup is an invalid_grant (``verification_error``), not a 500."""
+
+    def resolve_identity_provider(self, issuer):
+        raise TimeoutError("tenant database timed out")
+
+    grant_cls.resolve_identity_provider = resolve_identity_provider
+    status, body = request_token(client, mint())
+    assert_rejected(status, body, reasons, "verification_error")
