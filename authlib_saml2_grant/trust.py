@@ -119,13 +119,15 @@ class TrustStore:
         return iter(self._providers.values())
 
 
-def load_certificate(value: str | bytes | x509.Certificate) -> x509.Certificate:
+def load_certificate(value: str | bytes | os.PathLike | x509.Certificate) -> x509.Certificate:
     """Load a certificate from PEM text, a PEM or DER file path, or bare Base64 DER.
 
     :raise ConfigurationError: when nothing usable is found.
     """
     if isinstance(value, x509.Certificate):
         return value
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
     if not isinstance(value, (str, bytes)):
         raise ConfigurationError(
             f"Not a certificate, PEM text or file path: a {type(value).__name__}"
@@ -160,7 +162,7 @@ def _load_der(der: bytes, origin: str) -> x509.Certificate:
         raise ConfigurationError(f"Cannot load certificate from {origin!r}: {exc}") from exc
 
 
-def load_metadata(source: str | bytes) -> list[IdentityProvider]:
+def load_metadata(source: str | bytes | os.PathLike) -> list[IdentityProvider]:
     """Read identity providers from SAML metadata (a file path or the XML itself).
 
     Every ``EntityDescriptor`` with an ``IDPSSODescriptor`` becomes an
@@ -169,6 +171,8 @@ def load_metadata(source: str | bytes) -> list[IdentityProvider]:
 
     :raise ConfigurationError: when the metadata is unreadable or names no IdP.
     """
+    if isinstance(source, os.PathLike):
+        source = os.fspath(source)
     if not isinstance(source, (str, bytes)):
         raise ConfigurationError(
             f"SAML metadata must be a file path or XML text, not a {type(source).__name__}"

@@ -370,6 +370,7 @@ def _certificate_forms(tmp_path, idp):
         "PEM text, indented": "\n".join("    " + line for line in idp.certificate_pem.splitlines()),
         "PEM bytes": idp.certificate_pem.encode(),
         "PEM file path": str(pem_path),
+        "PEM pathlib.Path": pem_path,
         "PEM file path, padded": f"  {pem_path}\n",
         "DER file path": str(der_path),
         "bare Base64 DER": base64.b64encode(der).decode(),
@@ -385,6 +386,7 @@ CERTIFICATE_FORMS = [
     "PEM text, indented",
     "PEM bytes",
     "PEM file path",
+    "PEM pathlib.Path",
     "PEM file path, padded",
     "DER file path",
     "bare Base64 DER",
@@ -436,6 +438,14 @@ def test_metadata_entry_file(tmp_path, idp):
         idp.entity_id
     )
     assert provider.certificates == (idp.certificate,)
+
+
+def test_metadata_entry_pathlib(tmp_path, idp):
+    """{"metadata": pathlib.Path} works like a string path."""
+    path = tmp_path / "metadata.xml"
+    path.write_bytes(idp.metadata())
+    settings = load(SAML2_BEARER_IDENTITY_PROVIDERS=[{"metadata": path}])
+    assert settings.verifier.trust.get(idp.entity_id).certificates == (idp.certificate,)
 
 
 def test_metadata_ignores_encryption_keys(idp, ec_idp):
