@@ -51,6 +51,7 @@ DEFAULTS: Mapping[str, Any] = {
     "SAML2_BEARER_REPLAY_CACHE": None,
 }
 
+_ENTRY_KEYS = frozenset(("entity_id", "certificates", "metadata"))
 _lock = threading.Lock()
 _warned_memory_cache = False
 
@@ -165,8 +166,11 @@ def _identity_providers(entries: Any) -> TrustStore:
         if not isinstance(entry, Mapping):
             raise ConfigurationError(f"{where} must be a dict")
         try:
+            unknown = set(entry) - _ENTRY_KEYS
+            if unknown:
+                raise ConfigurationError(f"unknown keys {sorted(map(str, unknown))}")
             if "metadata" in entry:
-                providers.extend(load_metadata(entry["metadata"]))
+                providers.extend(_from_metadata(entry))
                 continue
             certificates = entry.get("certificates")
             if isinstance(certificates, str):
@@ -187,6 +191,20 @@ def _identity_providers(entries: Any) -> TrustStore:
         return TrustStore(providers)
     except ConfigurationError as exc:
         raise ConfigurationError(f"{key}: {exc}") from None
+
+
+def _from_metadata(entry: Mapping[str, Any]) -> list[IdentityProvider]:
+    # An aggregate (federation) metadata file names many IdPs: with an
+    # 'entity_id' only that one is trusted, never silently all of them.
+    if "certificates" in entry:
+        raise ConfigurationError("takes 'metadata' or 'certificates', not both")
+    providers = load_metadata(entry["metadata"])
+    if "entity_id" not in entry:
+        return providers
+    selected = [p for p in providers if p.entity_id == entry["entity_id"]]
+    if not selected:
+        raise ConfigurationError(f"the metadata names no IdP {entry['entity_id']!r}")
+    return selected
 
 
 def _replay_cache(value: Any) -> ReplayCache:

@@ -59,7 +59,8 @@ class IdentityProvider:
     :param entity_id: compared with the assertion's ``Issuer`` by simple string
         comparison (:rfc:`3986#section-6.2.1`).
     :param certificates: every certificate the IdP may sign with (several
-        during a key rollover).
+        during a key rollover): ``x509.Certificate`` objects, or anything
+        :func:`load_certificate` reads.
     """
 
     entity_id: str
@@ -73,7 +74,7 @@ class IdentityProvider:
             raise ConfigurationError(
                 f"Identity provider {self.entity_id!r} has no signing certificate"
             )
-        certificates = tuple(self.certificates)
+        certificates = tuple(load_certificate(cert) for cert in self.certificates)
         object.__setattr__(self, "certificates", certificates)
         by_fingerprint = {
             fingerprint(cert.public_bytes(Encoding.DER)): cert for cert in certificates

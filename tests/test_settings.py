@@ -288,6 +288,11 @@ def _idp_invalid(tmp_path, idp):
         "metadata with DOCTYPE": [{"metadata": DOCTYPE_METADATA}],
         "metadata not metadata": [{"metadata": "<a/>"}],
         "second entry bad": [idp.settings_entry(), {"entity_id": "https://x"}],
+        "unknown key": [{**idp.settings_entry(), "certificate": idp.certificate_pem}],
+        "metadata and certificates": [
+            {"metadata": idp.metadata(), "certificates": [idp.certificate_pem]}
+        ],
+        "metadata lacks entity_id": [{"metadata": idp.metadata(), "entity_id": "https://x"}],
     }
 
 
@@ -315,6 +320,9 @@ IDP_CASES = [
     "metadata with DOCTYPE",
     "metadata not metadata",
     "second entry bad",
+    "unknown key",
+    "metadata and certificates",
+    "metadata lacks entity_id",
 ]
 
 
@@ -446,6 +454,47 @@ def test_metadata_entry_pathlib(tmp_path, idp):
     path.write_bytes(idp.metadata())
     settings = load(SAML2_BEARER_IDENTITY_PROVIDERS=[{"metadata": path}])
     assert settings.verifier.trust.get(idp.entity_id).certificates == (idp.certificate,)
+
+
+def _aggregate_metadata(*idps):
+    from lxml import etree
+
+    root = etree.Element(f"{{{MD}}}EntitiesDescriptor", nsmap={"md": MD})
+    for each in idps:
+        root.append(etree.fromstring(each.metadata()))
+    return etree.tostring(root)
+
+
+def test_metadata_aggregate_trusts_every_idp(idp, ec_idp):
+    """An EntitiesDescriptor without 'entity_id' trusts every IdP it lists."""
+    entry = {"metadata": _aggregate_metadata(idp, ec_idp)}
+    trust = load(SAML2_BEARER_IDENTITY_PROVIDERS=[entry]).verifier.trust
+    assert {p.entity_id for p in trust} == {idp.entity_id, ec_idp.entity_id}
+
+
+def test_metadata_entity_id_selects_one_idp(tmp_path, idp, ec_idp):
+    """With 'entity_id', only that IdP of a federation's metadata is trusted."""
+    entry = {"metadata": _aggregate_metadata(idp, ec_idp), "entity_id": ec_idp.entity_id}
+    with app_for(tmp_path, [], SAML2_BEARER_IDENTITY_PROVIDERS=[entry]) as h:
+        assert [p.entity_id for p in h.app.extensions[EXTENSION_KEY].verifier.trust] == [
+            ec_idp.entity_id
+        ]
+        status, body = h.token(mint_for(ec_idp))
+        assert status == 200, body
+        status, body = h.token(mint_for(idp))
+        assert (status, h.reasons) == (400, ["issuer_unknown"])
+
+
+def test_identity_provider_loads_certificates(idp):
+    """IdentityProvider accepts PEM text like the settings do, and refuses junk."""
+    provider = IdentityProvider(idp.entity_id, (idp.certificate_pem,))
+    assert provider.certificates == (idp.certificate,)
+    with pytest.raises(ConfigurationError):
+        IdentityProvider(idp.entity_id, ("junk",))
+    with pytest.raises(ConfigurationError):
+        IdentityProvider(idp.entity_id, ())
+    with pytest.raises(ConfigurationError):
+        IdentityProvider("", (idp.certificate,))
 
 
 def test_metadata_ignores_encryption_keys(idp, ec_idp):
