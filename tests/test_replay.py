@@ -450,3 +450,46 @@ def test_refused_requests_do_not_burn_the_assertion(client, mint):
     assert request_token(client, assertion, scope="unknown-scope")[0] == 400
     status, body = request_token(client, assertion)
     assert status == 200, body
+
+
+def test_same_id_from_two_issuers(client, idp, ec_idp, accepted):
+    """:rfc:`7522#section-3` item 6: IDs are unique per issuer, so the key includes it."""
+    from .conftest import request_token
+
+    assert request_token(client, mint_for(idp, assertion_id="_shared"))[0] == 200
+    assert request_token(client, mint_for(ec_idp, assertion_id="_shared"))[0] == 200
+    assert [a.issuer for a in accepted] == [idp.entity_id, ec_idp.entity_id]
+
+
+def _redeem_concurrently(tmp_path, idp, cache, threads=8):
+    from .conftest import request_token
+
+    with app_for(tmp_path, [idp], SAML2_BEARER_REPLAY_CACHE=cache) as h:
+        assertion = mint_for(idp)
+        barrier = threading.Barrier(threads)
+        statuses = []
+
+        def redeem():
+            with h.app.app_context():
+                client = h.app.test_client()
+                barrier.wait(timeout=30)
+                statuses.append(request_token(client, assertion)[0])
+                db.session.remove()
+
+        workers = [threading.Thread(target=redeem) for _ in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=60)
+    assert sorted(statuses) == [200] + [400] * (threads - 1), statuses
+    assert h.reasons == ["replayed"] * (threads - 1)
+
+
+def test_concurrent_token_requests_memory(tmp_path, idp):
+    """:rfc:`7522#section-3` item 6: eight simultaneous redemptions yield one token."""
+    _redeem_concurrently(tmp_path, idp, MemoryReplayCache())
+
+
+def test_concurrent_token_requests_sql(tmp_path, idp, sql_cache):
+    """:rfc:`7522#section-3` item 6: the same, with the replay cache in the database."""
+    _redeem_concurrently(tmp_path, idp, sql_cache)
