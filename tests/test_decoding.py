@@ -14,6 +14,9 @@ from urllib.parse import quote
 from urllib.parse import urlencode
 
 import pytest
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
 
 from authlib_saml2_grant import SAML2_BEARER_GRANT_TYPE
 from authlib_saml2_grant import AssertionRejected
@@ -242,6 +245,53 @@ def test_decode_assertion_refuses(value):
         decode_assertion(value, LIMIT)
     assert info.value.reason == "encoding_invalid"
     assert info.value.check == "decoding"
+
+
+PERCENT_BUG = (
+    "xml.py decode_assertion: unquote(errors='strict') raises UnicodeDecodeError for a "
+    "percent-escape that is not UTF-8 (e.g. %FF); it escapes as a non-AssertionRejected error "
+    "(the grant reports verification_error instead of encoding_invalid)"
+)
+
+
+@pytest.mark.xfail(strict=True, reason=PERCENT_BUG)
+@pytest.mark.parametrize("value", ["%FF", "PGEv%FFPg", "%C3", "%ED%A0%80"])
+def test_decode_assertion_refuses_non_utf8_percent_escapes(value):
+    """A percent-escape that is not UTF-8 is an encoding error like any other."""
+    with pytest.raises(AssertionRejected) as info:
+        decode_assertion(value, LIMIT)
+    assert info.value.reason == "encoding_invalid"
+
+
+@pytest.mark.xfail(strict=True, reason=PERCENT_BUG)
+def test_non_utf8_percent_escape_through_endpoint(client, reasons):
+    """:rfc:`7522#section-2.1`: ``%FF`` inside the parameter is ``encoding_invalid``."""
+    status, body = request_token(client, "PGEv%FFPg")
+    assert_rejected(status, body, reasons, "encoding_invalid")
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=300))
+def test_decode_assertion_round_trip(data):
+    """Every accepted spelling of any bytes decodes back to them."""
+    if not data:
+        return
+    for value in spellings(data).values():
+        assert decode_assertion(value, 10_000) == data
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=st.text(alphabet=st.sampled_from("AQgw+/-_=Zz09 \t\n.*\u00e9"), max_size=40))
+def test_decode_assertion_only_rejects(value):
+    """Any input either decodes to bytes whose canonical Base64 it spells, or is rejected."""
+    try:
+        data = decode_assertion(value, 10_000)
+    except AssertionRejected as exc:
+        assert exc.reason == "encoding_invalid"
+        return
+    canonical = base64.b64encode(data).decode()
+    spelled = value.strip(" \t\r\n").translate(str.maketrans("-_", "+/"))
+    assert spelled.rstrip("=") == canonical.rstrip("=")
 
 
 def test_decode_assertion_size_first():
