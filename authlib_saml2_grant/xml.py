@@ -64,7 +64,23 @@ _ABSOLUTE_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 # Character references start with "&", so a declaration this misses has an
 # absolute URI; a hit (including xmlns="") only triggers the exact check.
 _SUSPECT_NAMESPACE = re.compile(rb"""xmlns(?::[^\s=]+)?\s*=\s*["'](?![A-Za-z][A-Za-z0-9+.-]*:)""")
+# libxml2 opens the file named by a DOCTYPE's external subset or parameter
+# entity even with load_dtd=False and resolve_entities=False, and decodes any
+# declared encoding (UTF-7 can spell "<!DOCTYPE" without a "<" byte). So the
+# document is decoded as UTF-8 whatever it declares, a declaration of another
+# encoding is refused, and a DOCTYPE is refused before libxml2 sees the bytes.
+_DOCTYPE = b"<!DOCTYPE"
+_DECLARED_ENCODING = re.compile(
+    rb"(?:\xef\xbb\xbf)?<\?xml[^>]*?\sencoding\s*=\s*[\"']([^\"']*)[\"']"
+)
 _local = threading.local()
+
+
+class _NoExternalResources(etree.Resolver):
+    """Resolves every external DTD or entity to nothing: no file, no network."""
+
+    def resolve(self, system_url, public_id, context):
+        return self.resolve_string("", context)
 
 
 def qname(namespace: str, name: str) -> str:
@@ -84,7 +100,9 @@ def hardened_parser() -> etree.XMLParser:
             huge_tree=False,
             remove_blank_text=False,
             collect_ids=False,
+            encoding="utf-8",
         )
+        parser.resolvers.add(_NoExternalResources())
         _local.parser = parser
     return parser
 
@@ -145,7 +163,16 @@ def parse_xml(data: bytes) -> etree._Element:
     """
     if data[:2] in (b"\xff\xfe", b"\xfe\xff") or data[:1] == b"\x00" or data[1:2] == b"\x00":
         raise AssertionRejected("xml_malformed", "The assertion is not UTF-8 encoded XML")
-    try:  # libxml2 refuses bytes that are not valid in the declared encoding
+    declared = _DECLARED_ENCODING.match(data)
+    if declared and declared.group(1).upper() not in (b"UTF-8", b"UTF8"):
+        raise AssertionRejected(
+            "xml_malformed",
+            "The assertion declares an encoding other than UTF-8",
+            encoding=declared.group(1)[:40].decode("ascii", "replace"),
+        )
+    if _DOCTYPE in data:  # before libxml2 can open anything the DOCTYPE names
+        raise AssertionRejected("doctype_forbidden", "The assertion carries a DOCTYPE")
+    try:  # decoded as UTF-8 whatever it declares; invalid UTF-8 is refused
         root = etree.fromstring(data, parser=hardened_parser())
     except (etree.XMLSyntaxError, ValueError) as exc:
         raise AssertionRejected(
