@@ -927,3 +927,57 @@ def test_resolve_identity_provider_failure(client, mint, reasons, grant_cls):
     grant_cls.resolve_identity_provider = resolve_identity_provider
     status, body = request_token(client, mint())
     assert_rejected(status, body, reasons, "verification_error")
+
+
+@pytest.mark.parametrize(
+    ("issuer_format", "reason"),
+    [
+        ("urn:oasis:names:tc:SAML:2.0:nameid-format:entity", None),
+        ("urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress", "issuer_unknown"),
+        ("", "issuer_unknown"),
+    ],
+)
+def test_issuer_format(client, idp, reasons, issuer_format, reason):
+    """:rfc:`7522#section-3` item 1 (SAML core 2.2.5): an Issuer Format, if any, is entity."""
+    tree = build()
+    find(tree, "saml:Issuer").set("Format", issuer_format)
+    status, body = send(client, idp, tree)
+    if reason is None:
+        assert status == 200, body
+    else:
+        assert_rejected(status, body, reasons, reason)
+
+
+def test_two_subjects(client, idp, reasons):
+    """:rfc:`7522#section-3` item 3: one Subject names the one principal."""
+    tree = build()
+    subject = find(tree, "saml:Subject")
+    other = etree.fromstring(etree.tostring(subject))
+    other.find(_q("NameID")).text = "mallory@example.com"
+    subject.addnext(other)
+    status, body = send(client, idp, tree)
+    assert_rejected(status, body, reasons, "subject_missing")
+
+
+def test_confirmation_window_inverted(client, idp, reasons):
+    """:rfc:`7522#section-3` item 11: SubjectConfirmationData NotBefore < NotOnOrAfter."""
+    tree = build()
+    data = find(tree, "saml:Subject/saml:SubjectConfirmation/saml:SubjectConfirmationData")
+    data.set("NotBefore", data.get("NotOnOrAfter"))
+    status, body = send(client, idp, tree)
+    assert_rejected(status, body, reasons, "time_window_invalid")
+
+
+def test_get_recipients_hook(tmp_path, idp):
+    """:rfc:`7522#section-3` item 5: ``get_recipients`` overrides the configured recipients."""
+    alias = "https://tenant.example.com/token"
+    with app_for(tmp_path, [idp]) as h:
+        grant_cls = h.app.extensions["test_server"]._token_grants[0][0]
+        grant_cls.get_recipients = lambda self: frozenset([alias])
+        try:
+            status, body = h.token(mint_for(idp))
+            assert (status, h.reasons) == (400, ["recipient_mismatch"])
+            status, body = h.token(mint_for(idp, recipient=alias))
+            assert status == 200, body
+        finally:
+            del grant_cls.get_recipients
