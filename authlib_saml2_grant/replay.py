@@ -163,7 +163,11 @@ class SQLAlchemyReplayCache:
                 )
             return taken.rowcount == 1
         if time.monotonic() >= self._next_purge:
-            self.purge(now)
+            try:
+                self.purge(now)
+            except sa.exc.SQLAlchemyError:
+                # Housekeeping only: the key is recorded, the next add retries.
+                log.warning("Purging expired replay-cache rows failed", exc_info=True)
         return True
 
     def purge(self, now: int | None = None) -> int:

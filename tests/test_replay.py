@@ -493,3 +493,18 @@ def test_concurrent_token_requests_memory(tmp_path, idp):
 def test_concurrent_token_requests_sql(tmp_path, idp, sql_cache):
     """:rfc:`7522#section-3` item 6: the same, with the replay cache in the database."""
     _redeem_concurrently(tmp_path, idp, sql_cache)
+
+
+def test_sql_purge_failure_does_not_fail_add(sql_cache, caplog):
+    """A failed purge is logged; the assertion it follows is recorded and accepted."""
+    original = sql_cache.purge
+
+    def purge(now=None):
+        sql_cache._next_purge = 0.0
+        raise sa.exc.OperationalError("DELETE", {}, Exception("lock timeout"))
+
+    sql_cache.purge = purge
+    assert sql_cache.add("k", from_now(60)) is True
+    assert sql_cache.add("k", from_now(60)) is False
+    assert "Purging expired replay-cache rows failed" in caplog.text
+    sql_cache.purge = original
