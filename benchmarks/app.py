@@ -10,6 +10,8 @@ grant as shipped, without replay protection.
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import os
 from datetime import datetime
 from datetime import timezone
@@ -24,11 +26,16 @@ from authlib.oauth2.rfc7523 import JWTBearerGrant
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 from joserfc.jwk import RSAKey
+from signxml import SignatureConfiguration
+from signxml import XMLVerifier
+from signxml.algorithms import DigestAlgorithm
+from signxml.algorithms import SignatureMethod
 from sqlalchemy import event
 
 from authlib_saml2_grant import SAML2_BEARER_GRANT_TYPE
 from authlib_saml2_grant import SAML2BearerGrant
 from authlib_saml2_grant import SQLAlchemyReplayCache
+from authlib_saml2_grant import VerifiedAssertion
 from authlib_saml2_grant import init_app
 from authlib_saml2_grant.replay import replay_key
 
@@ -75,6 +82,44 @@ def _user(email: str):
 class SAMLGrant(SAML2BearerGrant):
     def authenticate_user(self, assertion):
         return _user(assertion.subject)
+
+
+class SignxmlOnlyVerifier:
+    """A lower bound, not a verifier: one bare tuned signxml call, then a copy of
+    ``template`` with the signed ID so that the replay cache sees each assertion."""
+
+    def __init__(self, real, certificate, template: VerifiedAssertion) -> None:
+        self.real = real
+        self.audiences = real.audiences
+        self.recipients = real.recipients
+        self.trust = real.trust
+        self.certificate = certificate
+        self.template = template
+        self.signxml = XMLVerifier()
+        self.config = SignatureConfiguration(
+            location="./",
+            expect_references=1,
+            signature_methods=frozenset({SignatureMethod.RSA_SHA256}),
+            digest_algorithms=frozenset({DigestAlgorithm.SHA256}),
+        )
+
+    def verify(self, assertion: str, **_ignored) -> VerifiedAssertion:
+        data = base64.urlsafe_b64decode(assertion + "=" * (-len(assertion) % 4))
+        result = self.signxml.verify(
+            data, x509_cert=self.certificate, id_attribute="ID", expect_config=self.config
+        )
+        return dataclasses.replace(self.template, assertion_id=result.signed_xml.get("ID"))
+
+    def consume(self, assertion: VerifiedAssertion) -> None:
+        self.real.consume(assertion)
+
+
+class SignxmlBoundGrant(SAMLGrant):
+    #: Set by :class:`benchmarks.endpoint.EndpointBench`.
+    VERIFIER: SignxmlOnlyVerifier | None = None
+
+    def get_verifier(self):
+        return self.VERIFIER
 
 
 class JWTGrant(JWTBearerGrant):
@@ -148,6 +193,7 @@ def create_app(
     for path, grants in (
         ("/oauth/token", (SAMLGrant, JWTReplayGrant)),
         ("/jwt/token", (JWTGrant,)),
+        ("/bound/token", (SignxmlBoundGrant,)),
     ):
         server = AuthorizationServer(app, query_client=query_client, save_token=save_token)
         for grant in grants:

@@ -18,6 +18,8 @@ from authlib_saml2_grant import SAML2_BEARER_GRANT_TYPE
 
 from .app import CLIENT_SECRET
 from .app import JWT_BEARER_GRANT_TYPE
+from .app import SignxmlBoundGrant
+from .app import SignxmlOnlyVerifier
 from .app import create_app
 from .app import db
 from .workload import CLIENT_ID
@@ -43,13 +45,18 @@ class EndpointBench(AbstractContextManager):
             create=True,
         )
         self.client = self.app.test_client()
+        self.certificate = workload.rsa_idp.certificate
         self.saml = [workload.saml() for _ in range(requests)]
+        self.bound = [workload.saml() for _ in range(requests)]
         self.jwts = [workload.jwt() for _ in range(requests)]
         self.jwts_plain = [workload.jwt() for _ in range(requests)]
         self._context = self.app.app_context()
 
     def __enter__(self) -> EndpointBench:
         self._context.push()
+        real = self.app.extensions["authlib_saml2_grant"].verifier
+        template = real.verify(self.bound[-1])
+        SignxmlBoundGrant.VERIFIER = SignxmlOnlyVerifier(real, self.certificate, template)
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -66,11 +73,16 @@ class EndpointBench(AbstractContextManager):
         saml = iter(self.saml)
         jwts = iter(self.jwts)
         plain = iter(self.jwts_plain)
+        bound = iter(self.bound)
         auth = {"Authorization": BASIC_AUTH}
 
         def saml_request() -> None:
             data = {"grant_type": SAML2_BEARER_GRANT_TYPE, "assertion": next(saml)}
             self._post("/oauth/token", data, auth)
+
+        def bound_request() -> None:
+            data = {"grant_type": SAML2_BEARER_GRANT_TYPE, "assertion": next(bound)}
+            self._post("/bound/token", data, auth)
 
         def jwt_replay_request() -> None:
             data = {"grant_type": JWT_BEARER_GRANT_TYPE, "assertion": next(jwts)}
@@ -82,6 +94,7 @@ class EndpointBench(AbstractContextManager):
 
         return {
             "SAML2BearerGrant (replay cache)": saml_request,
+            "bound: same grant, verify = bare signxml": bound_request,
             "JWTBearerGrant + jti replay cache": jwt_replay_request,
             "JWTBearerGrant as shipped (no replay)": jwt_plain_request,
         }

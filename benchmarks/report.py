@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 from dataclasses import dataclass
 from dataclasses import field
 from datetime import datetime
@@ -37,6 +38,35 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def _code_version() -> str:
+    """The commit measured, and whether the package had uncommitted changes."""
+    if os.environ.get("SAML2_BENCH_COMMIT"):  # a tree exported with ``git archive``
+        return os.environ["SAML2_BENCH_COMMIT"]
+    import authlib_saml2_grant
+
+    package = os.path.dirname(authlib_saml2_grant.__file__)
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=package,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "."],
+            cwd=package,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (not a git checkout)"
+    return f"{commit} (package modified, not committed)" if dirty else commit
+
+
 def machine_info() -> dict[str, str]:
     from cryptography.hazmat.backends.openssl import backend
     from lxml import etree
@@ -50,6 +80,7 @@ def machine_info() -> dict[str, str]:
     libxml2 = ".".join(str(part) for part in etree.LIBXML_VERSION)
     return {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "code": _code_version(),
         "cpu": f"{_cpu_model()} ({os.cpu_count()} logical CPUs visible)",
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "platform": platform.platform(),
