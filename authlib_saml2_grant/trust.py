@@ -145,8 +145,13 @@ def load_certificate(value: str | bytes | os.PathLike | x509.Certificate) -> x50
         if b"-----BEGIN" not in raw:
             return _load_der(raw, text)
         text = raw.decode("ascii", "replace")
-    match = _PEM.search(text)
-    body = match.group(1) if match else text
+    bodies = _PEM.findall(text)
+    if len(bodies) > 1:
+        # Silently pinning only the first would break a rollover bundle later.
+        raise ConfigurationError(
+            f"{len(bodies)} certificates in one value: list each one separately ({text[:60]!r})"
+        )
+    body = bodies[0] if bodies else text
     try:
         der = base64.b64decode(_WHITESPACE.sub("", body), validate=True)
     except (binascii.Error, ValueError) as exc:
