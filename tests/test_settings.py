@@ -279,6 +279,9 @@ def _idp_invalid(tmp_path, idp):
         "certificate bad PEM": [{"entity_id": "https://x", "certificates": [PEM_JUNK]}],
         "private key": [{"entity_id": "https://x", "certificates": [PRIVATE_KEY]}],
         "certificate path missing": [{"entity_id": "https://x", "certificates": [missing]}],
+        "two certificates in one PEM": [
+            {"entity_id": "https://x", "certificates": [idp.certificate_pem * 2]}
+        ],
         "metadata missing file": [{"metadata": missing}],
         "metadata directory": [{"metadata": str(tmp_path)}],
         "metadata an int": [{"metadata": 42}],
@@ -311,6 +314,7 @@ IDP_CASES = [
     "certificate bad PEM",
     "private key",
     "certificate path missing",
+    "two certificates in one PEM",
     "metadata missing file",
     "metadata directory",
     "metadata an int",
