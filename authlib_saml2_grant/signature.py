@@ -80,7 +80,6 @@ _ALLOWED_SIGNED_INFO_C14N = frozenset(
         CanonicalizationMethod.CANONICAL_XML_1_1.value,
     )
 )
-_FORBIDDEN_FAMILIES = ("HMAC", "DSA_", "SHA1", "MD5")
 
 _NS = {"ds": DS_NS}
 _SIGNATURES = etree.XPath("ds:Signature", namespaces=_NS)
@@ -153,9 +152,13 @@ class SignaturePolicy:
             raise ConfigurationError(
                 f"SAML2_BEARER_SIGNATURE_ALGORITHMS: HMAC is never accepted ({hmac[0]})"
             )
-        for name in _FORBIDDEN_FAMILIES[1:]:
-            if any(method.name.startswith(name) for method in methods):
-                log.warning("Weak signature algorithms enabled: %s", name.rstrip("_"))
+        weak = sorted(
+            member.value
+            for member in (*methods, *digests)
+            if "SHA1" in member.name or member.name.startswith("DSA_")
+        )
+        if weak:
+            log.warning("Weak signature or digest algorithms enabled: %s", ", ".join(weak))
         object.__setattr__(
             self,
             "_config",
@@ -200,7 +203,7 @@ class SignaturePolicy:
             return _check_signed(result, root)
         # signxml enforced the allow-lists; name the algorithm it refused.
         self._check_algorithms(signature)
-        raise _failure(failures, provider, hint)
+        raise _failure(failures, provider, _key_info_fingerprint(signature))
 
     def _check_algorithms(self, signature: etree._Element) -> None:
         method = _SIGNATURE_METHOD(signature)

@@ -30,6 +30,7 @@ from .signature import SignaturePolicy
 from .trust import IdentityProvider
 from .trust import TrustStore
 from .xml import SAML_NS
+from .xml import check_size
 from .xml import decode_assertion
 from .xml import element_text
 from .xml import parse_instant
@@ -144,9 +145,11 @@ class AssertionVerifier:
 
         :raise AssertionRejected: with the reason of the first failed check.
         """
+        check_size(len(assertion), self.max_size)
+        _passed(trace, "size", lambda: {"size": len(assertion), "limit": self.max_size})
         data = decode_assertion(assertion, self.max_size)
         _passed(trace, "decoding", lambda: {"bytes": len(data)})
-        return self.verify_xml(
+        return self._verify_document(
             data,
             audiences=audiences,
             recipients=recipients,
@@ -166,13 +169,27 @@ class AssertionVerifier:
         trace: Trace | None = None,
     ) -> VerifiedAssertion:
         """Verify an assertion given as XML bytes (the decoded parameter)."""
-        if len(data) > self.max_size:
-            raise AssertionRejected(
-                "assertion_too_large",
-                "The assertion exceeds the configured size limit",
-                limit=self.max_size,
-                size=len(data),
-            )
+        check_size(len(data), self.max_size)
+        _passed(trace, "size", lambda: {"size": len(data), "limit": self.max_size})
+        return self._verify_document(
+            data,
+            audiences=audiences,
+            recipients=recipients,
+            resolve_identity_provider=resolve_identity_provider,
+            now=now,
+            trace=trace,
+        )
+
+    def _verify_document(
+        self,
+        data: bytes,
+        *,
+        audiences: Iterable[str] | None,
+        recipients: Iterable[str] | None,
+        resolve_identity_provider: Callable[[str], IdentityProvider | None] | None,
+        now: datetime | None,
+        trace: Trace | None,
+    ) -> VerifiedAssertion:
         now = now or datetime.now(timezone.utc)
         root = parse_xml(data)
         _passed(trace, "parsing", dict)
@@ -278,6 +295,23 @@ class AssertionVerifier:
                 expected=expected_issuer,
                 actual=issuer[:200],
             )
+        # Items 2 and 4: one Conditions element with understood conditions only.
+        conditions = children.get(_CONDITIONS, ())
+        if len(conditions) != 1:
+            raise AssertionRejected(
+                "conditions_missing",
+                "The assertion must have exactly one Conditions element",
+                count=len(conditions),
+            )
+        conditions = conditions[0]
+        restrictions, one_time_use = _check_condition_types(conditions)
+        _passed(
+            trace,
+            "conditions",
+            lambda: {"restrictions": len(restrictions), "one_time_use": one_time_use},
+        )
+
+        # Item 4 and SAML core 2.5.1.2: IssueInstant and the validity window.
         issue_instant = parse_instant(signed.get("IssueInstant"), "IssueInstant")
         if issue_instant is None:
             raise AssertionRejected("issue_instant_invalid", "The assertion has no IssueInstant")
@@ -289,25 +323,22 @@ class AssertionVerifier:
                 now=now.isoformat(),
                 clock_skew=skew.total_seconds(),
             )
-
-        # Items 2 and 4: Conditions, audience, validity window.
-        conditions = children.get(_CONDITIONS, ())
-        if len(conditions) != 1:
-            raise AssertionRejected(
-                "conditions_missing",
-                "The assertion must have exactly one Conditions element",
-                count=len(conditions),
-            )
-        conditions = conditions[0]
         not_before = parse_instant(conditions.get("NotBefore"), "Conditions/@NotBefore")
         not_on_or_after = parse_instant(conditions.get("NotOnOrAfter"), "Conditions/@NotOnOrAfter")
         self._check_window(not_before, not_on_or_after, issue_instant, now, "Conditions")
-        found_audiences, one_time_use = _check_conditions(conditions, audiences)
         _passed(
             trace,
-            "conditions",
-            lambda: {"not_before": _iso(not_before), "not_on_or_after": _iso(not_on_or_after)},
+            "time",
+            lambda: {
+                "issue_instant": _iso(issue_instant),
+                "not_before": _iso(not_before),
+                "not_on_or_after": _iso(not_on_or_after),
+                "now": _iso(now),
+                "clock_skew": skew.total_seconds(),
+                "max_lifetime": self.max_lifetime.total_seconds(),
+            },
         )
+        found_audiences = _check_audiences(restrictions, audiences)
         _passed(
             trace,
             "audience",
@@ -508,28 +539,16 @@ def _single_issuer(children: dict) -> str:
     return value
 
 
-def _check_conditions(
-    conditions: etree._Element, audiences: frozenset[str]
-) -> tuple[tuple[str, ...], bool]:
-    """Every AudienceRestriction must name us; unknown conditions are refused."""
-    found: list[str] = []
-    restrictions = 0
+def _check_condition_types(conditions: etree._Element) -> tuple[list, bool]:
+    """Unknown conditions are refused (SAML core 2.5.1.1); return the restrictions."""
+    restrictions: list[etree._Element] = []
     one_time_use = False
     for condition in conditions:
         tag = condition.tag
         if not isinstance(tag, str):
             continue  # a comment or processing instruction
         if tag == _AUDIENCE_RESTRICTION:
-            restrictions += 1
-            values = [element_text(a) for a in condition if a.tag == _AUDIENCE]
-            found.extend(v for v in values if v)
-            if not audiences.intersection(values):
-                raise AssertionRejected(
-                    "audience_mismatch",
-                    "An AudienceRestriction does not include this authorization server",
-                    found=[v for v in values if v][:10],
-                    accepted=sorted(audiences),
-                )
+            restrictions.append(condition)
         elif tag == _ONE_TIME_USE:
             one_time_use = True
         elif tag != _PROXY_RESTRICTION:
@@ -538,13 +557,31 @@ def _check_conditions(
                 "The Conditions contain a condition this server does not understand",
                 condition=tag[:200],
             )
+    return restrictions, one_time_use
+
+
+def _check_audiences(
+    restrictions: list[etree._Element], audiences: frozenset[str]
+) -> tuple[str, ...]:
+    """:rfc:`7522#section-3` item 2: every AudienceRestriction must name us."""
     if not restrictions:
         raise AssertionRejected(
             "audience_missing",
             "The Conditions have no AudienceRestriction",
             accepted=sorted(audiences),
         )
-    return tuple(found), one_time_use
+    found: list[str] = []
+    for restriction in restrictions:
+        values = [element_text(a) for a in restriction if a.tag == _AUDIENCE]
+        found.extend(v for v in values if v)
+        if not audiences.intersection(values):
+            raise AssertionRejected(
+                "audience_mismatch",
+                "An AudienceRestriction does not include this authorization server",
+                found=[v for v in values if v][:10],
+                accepted=sorted(audiences),
+            )
+    return tuple(found)
 
 
 def _subject_name_id(subject: dict) -> etree._Element:

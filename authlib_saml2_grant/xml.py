@@ -28,6 +28,7 @@ from lxml import etree
 from .errors import AssertionRejected
 
 __all__ = [
+    "check_size",
     "SAML_NS",
     "DS_NS",
     "NAMESPACES",
@@ -115,19 +116,16 @@ def decode_assertion(value: str, max_size: int) -> bytes:
         any decoding work.
     :raise AssertionRejected: ``assertion_too_large`` or ``encoding_invalid``.
     """
-    if len(value) > max_size:
-        raise AssertionRejected(
-            "assertion_too_large",
-            "The assertion parameter exceeds the configured size limit",
-            limit=max_size,
-            size=len(value),
-        )
+    check_size(len(value), max_size)
     text = value.strip(" \t\r\n")
     if "%" in text:
         # Some clients (Salesforce among them) URL-encode the Base64 twice.
         if _PERCENT.search(text):
             raise _encoding("a percent sign not followed by two hex digits")
-        text = unquote(text, errors="strict")
+        try:
+            text = unquote(text, errors="strict")
+        except UnicodeDecodeError as exc:
+            raise _encoding("a percent-escape that is not UTF-8") from exc
     if not text.isascii():
         raise _encoding("non-ASCII characters")
     if _URL.fullmatch(text):
@@ -149,9 +147,25 @@ def decode_assertion(value: str, max_size: int) -> bytes:
     return data
 
 
+def check_size(size: int, max_size: int) -> None:
+    """Refuse an assertion larger than ``max_size`` bytes, before any work on it.
+
+    :raise AssertionRejected: ``assertion_too_large``.
+    """
+    if size > max_size:
+        raise AssertionRejected(
+            "assertion_too_large",
+            "The assertion exceeds the configured size limit",
+            limit=max_size,
+            size=size,
+        )
+
+
 def _encoding(problem: str) -> AssertionRejected:
     return AssertionRejected(
-        "encoding_invalid", f"The assertion parameter is not valid Base64: {problem}"
+        "encoding_invalid",
+        f"The assertion parameter is not valid Base64: {problem}",
+        problem=problem,
     )
 
 

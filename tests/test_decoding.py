@@ -254,7 +254,6 @@ PERCENT_BUG = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason=PERCENT_BUG)
 @pytest.mark.parametrize("value", ["%FF", "PGEv%FFPg", "%C3", "%ED%A0%80"])
 def test_decode_assertion_refuses_non_utf8_percent_escapes(value):
     """A percent-escape that is not UTF-8 is an encoding error like any other."""
@@ -263,7 +262,6 @@ def test_decode_assertion_refuses_non_utf8_percent_escapes(value):
     assert info.value.reason == "encoding_invalid"
 
 
-@pytest.mark.xfail(strict=True, reason=PERCENT_BUG)
 def test_non_utf8_percent_escape_through_endpoint(client, reasons):
     """:rfc:`7522#section-2.1`: ``%FF`` inside the parameter is ``encoding_invalid``."""
     status, body = request_token(client, "PGEv%FFPg")

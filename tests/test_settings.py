@@ -231,13 +231,11 @@ WEAK_SIGNING_BUG = (
             RSA_SHA1,
             None,
             id="rsa-sha1",
-            marks=pytest.mark.xfail(strict=True, reason=WEAK_SIGNING_BUG),
         ),
         pytest.param(
             None,
             SHA1,
             id="sha1-digest",
-            marks=pytest.mark.xfail(strict=True, reason=WEAK_SIGNING_BUG),
         ),
     ],
 )
