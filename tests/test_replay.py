@@ -255,6 +255,21 @@ def database_url(request, tmp_path):
     return POSTGRES_URL
 
 
+def test_postgresql_available_when_required():
+    """CI sets SAML2_TEST_REQUIRE_POSTGRES=1: then a real PostgreSQL must answer."""
+    if not POSTGRES_URL:
+        if REQUIRE_POSTGRES:
+            pytest.fail("SAML2_TEST_REQUIRE_POSTGRES=1 but SAML2_TEST_POSTGRES_URL is not set")
+        pytest.skip("SAML2_TEST_POSTGRES_URL is not set")
+    engine = sa.create_engine(POSTGRES_URL, connect_args={"connect_timeout": 5})
+    try:
+        with engine.connect() as conn:
+            assert engine.dialect.name == "postgresql"
+            assert conn.execute(sa.text("select 1")).scalar_one() == 1
+    finally:
+        engine.dispose()
+
+
 @pytest.fixture
 def engine(database_url):
     engine = sa.create_engine(database_url, pool_size=20, max_overflow=0)
