@@ -981,3 +981,26 @@ def test_get_recipients_hook(tmp_path, idp):
             assert status == 200, body
         finally:
             del grant_cls.get_recipients
+
+
+def test_operators_see_expected_and_actual(app, client, mint):
+    """:rfc:`7522#section-3` item 2: the signal carries expected-vs-actual; the client does not."""
+    from authlib_saml2_grant import assertion_rejected
+
+    seen = []
+
+    def record(sender, reason, message, details, **kwargs):
+        seen.append((reason, message, dict(details)))
+
+    assertion_rejected.connect(record, app)
+    try:
+        status, body = request_token(client, mint(audience="https://evil.example/<b>\u00e9"))
+    finally:
+        assertion_rejected.disconnect(record, app)
+    assert status == 400
+    reason, message, details = seen[0]
+    assert reason == "audience_mismatch"
+    assert details["found"] == ["https://evil.example/<b>\u00e9"]
+    assert details["accepted"] == sorted([AS_ENTITY_ID, TOKEN_ENDPOINT])
+    assert "evil" not in body["error_description"]
+    assert body["error_description"].isascii()
