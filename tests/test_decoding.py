@@ -247,13 +247,6 @@ def test_decode_assertion_refuses(value):
     assert info.value.check == "decoding"
 
 
-PERCENT_BUG = (
-    "xml.py decode_assertion: unquote(errors='strict') raises UnicodeDecodeError for a "
-    "percent-escape that is not UTF-8 (e.g. %FF); it escapes as a non-AssertionRejected error "
-    "(the grant reports verification_error instead of encoding_invalid)"
-)
-
-
 @pytest.mark.parametrize("value", ["%FF", "PGEv%FFPg", "%C3", "%ED%A0%80"])
 def test_decode_assertion_refuses_non_utf8_percent_escapes(value):
     """A percent-escape that is not UTF-8 is an encoding error like any other."""
