@@ -46,7 +46,7 @@ class Plan:
     memory_count: int = 20_000
     traced_count: int = 2_000
     memory_warmup: int = 1_000
-    load_requests: int = 1200
+    load_requests: int = 2000
     time_cap: float = 35.0
 
 
