@@ -32,3 +32,22 @@ def trio_app(tmp_path, idp, ec_idp, other_idp):
     yield app
     db.session.remove()
     ctx.pop()
+
+
+@pytest.fixture
+def race_app(tmp_path, idp, ec_idp):
+    """The test app on its SQLite file, with a pool large enough for 16 requests.
+
+    Each redemption can hold two pooled connections at once (the Flask-SQLAlchemy
+    session and the replay cache's own transaction), so the default pool of
+    5 + 10 can run dry under 16 simultaneous requests and time out."""
+    app = create_app(
+        tmp_path,
+        [idp, ec_idp],
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_size": 40, "max_overflow": 0, "pool_timeout": 60},
+    )
+    ctx = app.app_context()
+    ctx.push()
+    yield app
+    db.session.remove()
+    ctx.pop()

@@ -21,7 +21,8 @@ from .forge import mint_tree
 THREADS = 16
 
 
-def test_sixteen_threads_one_token(app, idp):
+def test_sixteen_threads_one_token(race_app, idp):
+    app = race_app
     """16 threads post the same assertion at once: one 200, fifteen ``replayed``."""
     assert app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///")
     assert not app.config["SQLALCHEMY_DATABASE_URI"].endswith(":memory:")
