@@ -11,8 +11,6 @@ not called), so inspecting an assertion does not burn it.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import codecs
 import dataclasses
 from collections.abc import Mapping
@@ -21,15 +19,9 @@ from dataclasses import field
 from datetime import datetime
 from typing import Any
 
-from lxml import etree
-
 from .assertion import VerifiedAssertion
 from .errors import AssertionRejected
-from .trust import fingerprint
 from .verifier import AssertionVerifier
-from .xml import DS_NS
-from .xml import decode_assertion
-from .xml import parse_xml
 
 __all__ = [
     "CHECKS",
@@ -81,9 +73,6 @@ NOT_RUN = "not_run"
 SKIPPED = "skipped"
 
 _BASE64_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_=%")
-_KEYINFO_CERT = etree.XPath(
-    "ds:Signature/ds:KeyInfo/ds:X509Data/ds:X509Certificate", namespaces={"ds": DS_NS}
-)
 
 
 @dataclass
@@ -220,48 +209,24 @@ def inspect_assertion(
         failed.details = dict(exc.details)
         _explain(failed, verifier, data, input_format, now)
     inspection.checks = list(checks.values())
-    _imply_passes(inspection, verifier, now)
+    _complete_time(inspection, verifier)
     return inspection
 
 
-def _imply_passes(inspection: Inspection, verifier: AssertionVerifier, now) -> None:
-    """Mark checks the verifier ran without tracing them, because a later one ran."""
-    # Only the verifier's own ordered checks: an internal error may come from anywhere.
-    statuses = [check.status for check in inspection.checks if check.name in CHECKS]
-    last = max((i for i, s in enumerate(statuses) if s in (PASS, FAIL)), default=-1)
-    for check in inspection.checks[:last]:
-        if check.status == NOT_RUN:
-            check.status = PASS
-            check.details = {"implied": "the verifier went on to later checks"}
-    size = inspection.get("size")
-    if size.status == PASS:
-        size.details = {"size": inspection.input_size, "limit": verifier.max_size}
+def _complete_time(inspection: Inspection, verifier: AssertionVerifier) -> None:
+    """Give the time check the whole picture: limits, and the resulting expiry."""
     time = inspection.get("time")
-    if time.status in (PASS, FAIL):
+    if time.status == FAIL:
         time.details.setdefault("clock_skew", verifier.clock_skew.total_seconds())
         time.details.setdefault("max_lifetime", verifier.max_lifetime.total_seconds())
-        if now is not None:
-            time.details.setdefault("now", now.isoformat())
-    assertion = inspection.assertion
-    if time.status == PASS and assertion is not None:
-        time.details.pop("implied", None)
-        time.details.update(
-            issue_instant=assertion.issue_instant.isoformat(),
-            not_before=_jsonable(assertion.not_before),
-            expires_at=assertion.expires_at.isoformat(),
-        )
+    elif time.status == PASS and inspection.assertion is not None:
+        time.details["expires_at"] = inspection.assertion.expires_at.isoformat()
 
 
 def _explain(failed: CheckResult, verifier, data: bytes, input_format: str, now) -> None:
     """Add context the failure does not carry but an operator needs."""
     if failed.name == "issuer":
         failed.details.setdefault("trusted", sorted(p.entity_id for p in verifier.trust))
-    elif failed.name == "signature" and failed.details.get("key_info_fingerprint") is None:
-        # The verifier names the KeyInfo certificate only when it orders several
-        # pinned keys; read it here, for display only: it is never trusted.
-        failed.details["key_info_fingerprint"] = _key_info_fingerprint(
-            data, input_format, verifier.max_size
-        )
     elif failed.name == "decoding":
         text = data.strip()
         if b"\n" in text or b" " in text:
@@ -271,17 +236,6 @@ def _explain(failed: CheckResult, verifier, data: bytes, input_format: str, now)
         failed.details.setdefault("input_format", input_format)
     if failed.name in ("time", "subject_confirmation") and now is not None:
         failed.details.setdefault("now", now.isoformat())
-
-
-def _key_info_fingerprint(data: bytes, input_format: str, max_size: int) -> str | None:
-    try:
-        xml = data.strip() if input_format == "xml" else decode_assertion(data.decode(), max_size)
-        certs = _KEYINFO_CERT(parse_xml(xml.removeprefix(codecs.BOM_UTF8)))
-        if len(certs) != 1 or not certs[0].text:
-            return None
-        return fingerprint(base64.b64decode("".join(certs[0].text.split()), validate=True))
-    except (AssertionRejected, binascii.Error, UnicodeDecodeError, ValueError):
-        return None
 
 
 def _jsonable(value: Any) -> Any:
