@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import tempfile
 import time
@@ -169,7 +170,9 @@ def run(plan: Plan, load: bool = False, command: str = "python -m benchmarks") -
         ]
     )
 
-    if load:
+    if load and importlib.util.find_spec("gunicorn") is None:
+        targets.rows.append(["load req/s >= 85% of JWT bearer", "not run (no gunicorn)", "-"])
+    elif load:
         from .load import run_load
 
         log("load: gunicorn, 2 workers, 127.0.0.1")
