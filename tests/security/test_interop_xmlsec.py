@@ -142,7 +142,7 @@ def xmlsec_sign(xml: bytes, shape: str, key, certificate, sign_method, digest_me
 def interop(tmp_path, keys):
     """An app trusting the four IdP entity IDs, each with both interop keys."""
     idps = []
-    for shape, entity_id in ENTITY.items():
+    for entity_id in ENTITY.values():
         for key_type in ("rsa", "ec"):
             key, certificate = keys[key_type]
             idps.append(TestIdentityProvider(entity_id, key=key, certificate=certificate))
