@@ -53,10 +53,11 @@ XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
 
 NAMESPACES = {"saml": SAML_NS, "samlp": SAMLP_NS, "md": MD_NS, "ds": DS_NS, "xsi": XSI_NS}
 
-_STD = re.compile(r"[A-Za-z0-9+/]*={0,2}")
-_URL = re.compile(r"[A-Za-z0-9_-]*={0,2}")
+_ALPHANUMERIC = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+_STD_ALPHABET = _ALPHANUMERIC + b"+/"
+_URL_ALPHABET = _ALPHANUMERIC + b"-_"
+_URL_TO_STD = bytes.maketrans(b"-_", b"+/")
 _PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
-_URL_TO_STD = str.maketrans("-_", "+/")
 
 # A namespace URI without a scheme is relative: libxml2's canonicalization
 # fails or voids on it ("void canonicalization"), so it is refused up front.
@@ -128,22 +129,26 @@ def decode_assertion(value: str, max_size: int) -> bytes:
             raise _encoding("a percent-escape that is not UTF-8") from exc
     if not text.isascii():
         raise _encoding("non-ASCII characters")
-    if _URL.fullmatch(text):
-        text = text.translate(_URL_TO_STD)
-    elif not _STD.fullmatch(text):
+    raw = text.encode("ascii")
+    body = raw.rstrip(b"=")
+    padding = len(raw) - len(body)
+    # bytes.translate(None, alphabet) deletes the alphabet: what is left is foreign.
+    if not body.translate(None, _URL_ALPHABET):
+        body = body.translate(_URL_TO_STD)
+    elif body.translate(None, _STD_ALPHABET) or padding > 2:
         raise _encoding("characters outside one Base64 alphabet")
-    body = text.rstrip("=")
-    if len(body) % 4 == 1 or (len(body) != len(text) and len(text) % 4):
+    if not body:
+        raise _encoding("an empty value")
+    if len(body) % 4 == 1 or (padding and len(raw) % 4):
         raise _encoding("a length or padding that no Base64 encoding produces")
-    body += "=" * (-len(body) % 4)
+    body += b"=" * (-len(body) % 4)
     try:
-        data = base64.b64decode(body, validate=True)
+        data = binascii.a2b_base64(body)  # the alphabet was checked above
+        # Only the last group can carry unused bits; they must be zero.
+        if base64.b64encode(binascii.a2b_base64(body[-4:])) != body[-4:]:
+            raise ValueError("non-canonical trailing bits")
     except (binascii.Error, ValueError) as exc:
         raise _encoding(str(exc)) from exc
-    if base64.b64encode(data).decode("ascii") != body:
-        raise _encoding("non-canonical trailing bits")
-    if not data:
-        raise _encoding("an empty value")
     return data
 
 
