@@ -150,12 +150,7 @@ class AssertionVerifier:
         data = decode_assertion(assertion, self.max_size)
         _passed(trace, "decoding", lambda: {"bytes": len(data)})
         return self._verify_document(
-            data,
-            audiences=audiences,
-            recipients=recipients,
-            resolve_identity_provider=resolve_identity_provider,
-            now=now,
-            trace=trace,
+            data, audiences, recipients, resolve_identity_provider, now, trace
         )
 
     def verify_xml(
@@ -172,24 +167,13 @@ class AssertionVerifier:
         check_size(len(data), self.max_size)
         _passed(trace, "size", lambda: {"size": len(data), "limit": self.max_size})
         return self._verify_document(
-            data,
-            audiences=audiences,
-            recipients=recipients,
-            resolve_identity_provider=resolve_identity_provider,
-            now=now,
-            trace=trace,
+            data, audiences, recipients, resolve_identity_provider, now, trace
         )
 
     def _verify_document(
-        self,
-        data: bytes,
-        *,
-        audiences: Iterable[str] | None,
-        recipients: Iterable[str] | None,
-        resolve_identity_provider: Callable[[str], IdentityProvider | None] | None,
-        now: datetime | None,
-        trace: Trace | None,
+        self, data: bytes, audiences, recipients, resolve_identity_provider, now, trace
     ) -> VerifiedAssertion:
+        """Parsing onwards, shared by :meth:`verify` and :meth:`verify_xml`."""
         now = now or datetime.now(timezone.utc)
         root = parse_xml(data)
         _passed(trace, "parsing", dict)
