@@ -216,3 +216,47 @@ def test_response_root_is_not_an_assertion(client, idp, reasons, shape):
     before any key is chosen (SECURITY.md step 6)."""
     status, body = send_xml(client, _xsw_response(idp, shape))
     assert_rejected(status, body, reasons, "not_an_assertion")
+
+
+# -- signed documents that are not assertions ----------------------------------------
+
+
+def _signed_metadata(idp) -> etree._Element:
+    root = etree.fromstring(idp.metadata())
+    root.set("ID", "_metadata")
+    hand_sign(root, idp.key, certificate=idp.certificate, index=0)
+    return root
+
+
+def _signed_logout_response(idp) -> etree._Element:
+    response = etree.Element(
+        f"{{{SAMLP_NS}}}LogoutResponse", nsmap={"samlp": SAMLP_NS, "saml": SAML_NS}
+    )
+    response.set("ID", "_logout")
+    response.set("Version", "2.0")
+    response.set("IssueInstant", "2026-01-01T00:00:00Z")
+    response.set("Destination", "https://as.example.com/oauth/token")
+    etree.SubElement(response, saml("Issuer")).text = idp.entity_id
+    status = etree.SubElement(response, f"{{{SAMLP_NS}}}Status")
+    etree.SubElement(status, f"{{{SAMLP_NS}}}StatusCode").set(
+        "Value", "urn:oasis:names:tc:SAML:2.0:status:Success"
+    )
+    hand_sign(response, idp.key, certificate=idp.certificate)
+    return response
+
+
+@pytest.mark.parametrize("document", ["metadata", "logout_response"])
+def test_signed_non_assertion_refused(client, idp, reasons, document):
+    """A document the IdP really signed (its metadata, a LogoutResponse) is not an
+    assertion: signxml would verify it, the root check refuses it (SECURITY.md step 6)."""
+    root = _signed_metadata(idp) if document == "metadata" else _signed_logout_response(idp)
+    status, body = send_xml(client, root)
+    assert_rejected(status, body, reasons, "not_an_assertion")
+
+
+def test_signed_non_assertion_renamed_to_assertion(client, idp, reasons):
+    """The signed LogoutResponse's root renamed to saml:Assertion: the name is not
+    signed-over content for the attacker to keep, the digest breaks."""
+    root = _signed_logout_response(idp)
+    text = etree.tostring(root).replace(b"samlp:LogoutResponse", b"saml:Assertion")
+    assert_rejected(*send_xml(client, text), reasons, "signature_invalid")
