@@ -401,7 +401,7 @@ class AssertionVerifier:
             )
         if not_on_or_after is None:
             return
-        if now >= not_on_or_after + skew:
+        if now - skew >= not_on_or_after:  # not NotOnOrAfter + skew: year 9999 overflows
             raise AssertionRejected(
                 "expired" if where == "Conditions" else "confirmation_expired",
                 f"{where} NotOnOrAfter has passed",

@@ -74,3 +74,18 @@ def test_utf7_declared_signed_assertion(client, idp, reasons):
     """A signed assertion declaring UTF-7 is refused as not UTF-8 before parsing."""
     xml = b'<?xml version="1.0" encoding="UTF-7"?>' + etree.tostring(mint_tree(idp))
     assert_rejected(*send_xml(client, xml), reasons, "xml_malformed")
+
+
+@pytest.mark.parametrize("field", ["not_on_or_after", "confirmation_not_on_or_after"])
+def test_not_on_or_after_year_9999_is_lifetime_too_long(client, idp, reasons, field):
+    """Bug: ``now >= NotOnOrAfter + skew`` overflowed for 9999-12-31T23:59:59Z and the
+    OverflowError surfaced as ``verification_error`` instead of a time reason.
+    An IdP-signed far-future expiry is simply too long a lifetime (SECURITY.md step 7)."""
+    from datetime import datetime
+    from datetime import timezone
+
+    fields = {field: datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)}
+    xml = idp.mint_xml(
+        audience="https://as.example.com", recipient="https://as.example.com/oauth/token", **fields
+    )
+    assert_rejected(*send_xml(client, xml), reasons, "lifetime_too_long")
