@@ -18,6 +18,9 @@ from __future__ import annotations
 import base64
 import copy
 import os
+from datetime import datetime
+from datetime import timedelta
+from datetime import timezone
 from urllib.parse import quote
 
 from hypothesis import HealthCheck
@@ -35,6 +38,7 @@ from .forge import GENERIC
 from .forge import c14n
 from .forge import mint_tree
 from .forge import strip_signature
+from .forge import unsigned_tree
 
 #: 40 examples per property in CI; set SAML2_FUZZ_EXAMPLES for a deeper local run.
 FUZZ = settings(
@@ -241,3 +245,56 @@ def test_noop_mutations_accepted_and_still_single_use(client, idp, accepted, rea
     assert _check(client, accepted, reasons, tree, encode_assertion(mutated), mutated)
     status, _ = request_token(client, encode_assertion(xml))
     assert status == 400 and reasons[-1] == "replayed"
+
+
+def _instant(value) -> str:
+    return (
+        f"{value.year:04d}-{value.month:02d}-{value.day:02d}T{value.hour:02d}:"
+        f"{value.minute:02d}:{value.second:02d}Z"
+    )
+
+
+_TIMES = st.one_of(
+    st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59)).map(
+        _instant
+    ),
+    st.integers(-(10**6), 10**6).map(
+        lambda s: _instant(datetime.now(timezone.utc) + timedelta(seconds=s))
+    ),
+    st.text(max_size=25),
+)
+
+
+@FUZZ
+@given(
+    issue_instant=_TIMES,
+    not_before=_TIMES,
+    not_on_or_after=_TIMES,
+    confirmation_not_on_or_after=_TIMES,
+    audience=st.sampled_from(["https://as.example.com", "https://as.example.com/", ""])
+    | st.text(max_size=10),
+    recipient=st.sampled_from(["https://as.example.com/oauth/token", "x"]),
+)
+def test_signed_field_values(client, idp, accepted, reasons, **fields):
+    """The IdP itself signs arbitrary time, audience and recipient values (found the
+    year-9999 overflow): never an unexpected error, and acceptance implies every
+    value is one this server allows (RFC 7522 section 3 items 2-4)."""
+    from ..conftest import TOKEN_ENDPOINT
+
+    try:
+        tree = unsigned_tree(idp, **fields)
+        xml = idp.sign(tree)
+    except ValueError:  # lxml refuses control characters in the drawn text
+        return
+    before = len(accepted)
+    status, body = request_token(client, encode_assertion(xml))
+    assert status in (200, 400), body
+    assert "verification_error" not in reasons, reasons
+    if status == 200:
+        verified = accepted[before]
+        assert fields["audience"] in ("https://as.example.com",)
+        assert fields["recipient"] == TOKEN_ENDPOINT
+        now = datetime.now(timezone.utc)
+        assert verified.issue_instant <= now + timedelta(seconds=61)
+        assert verified.expires_at > now - timedelta(seconds=61)
+        assert verified.expires_at - verified.issue_instant <= timedelta(hours=2)
