@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 from lxml import etree
 
 from authlib_saml2_grant import assertion_rejected
 from authlib_saml2_grant.testing import encode_assertion
 
+from ..conftest import create_app
+from ..conftest import db
 from ..conftest import request_token
 from .forge import GENERIC
 from .forge import mint_tree
@@ -57,3 +60,44 @@ def test_sixteen_threads_one_token(race_app, idp):
         if status == 400:
             assert body == {"error": "invalid_grant", "error_description": GENERIC}
     assert sorted(reasons) == ["replayed"] * (THREADS - 1), reasons
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="replay.py: SQLAlchemyReplayCache.add takes a second pooled connection "
+    "(engine.begin()) while the request's Flask-SQLAlchemy session holds one, so as many "
+    "simultaneous redemptions as pool slots starve each other until pool_timeout "
+    "(replay_cache_error, or an unhandled TimeoutError in query_client)",
+)
+def test_pool_sized_concurrency_does_not_starve(tmp_path, idp):
+    """SECURITY.md step 8, availability side: N simultaneous redemptions on a pool of
+    N connections still yield one token and N-1 ``replayed``, not cache errors."""
+    threads = 4
+    app = create_app(
+        tmp_path,
+        [idp],
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_size": threads, "max_overflow": 0, "pool_timeout": 2},
+    )
+    reasons = []
+    assertion_rejected.connect(lambda s, reason, **k: reasons.append(reason), app, weak=False)
+    assertion = encode_assertion(etree.tostring(mint_tree(idp)))
+    barrier = threading.Barrier(threads)
+    results = []
+
+    def redeem():
+        client = app.test_client()
+        barrier.wait(timeout=30)
+        try:
+            results.append(request_token(client, assertion)[0])
+        except Exception as exc:  # the pool timeout escapes the grant
+            results.append(type(exc).__name__)
+
+    workers = [threading.Thread(target=redeem) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    with app.app_context():
+        db.session.remove()
+    assert sorted(map(str, results)) == ["200"] + ["400"] * (threads - 1), results
+    assert sorted(reasons) == ["replayed"] * (threads - 1), reasons
