@@ -321,3 +321,16 @@ def test_assertion_in_query_and_body(client, idp):
     assert response.status_code in (200, 400)
     if response.status_code == 400:
         assert response.get_json()["error"] in ("invalid_request", "invalid_grant")
+
+
+@pytest.mark.parametrize("declaration", [b"", b'<?xml version="1.0" encoding="utf-8"?>\n'])
+def test_non_ascii_utf8_content_survives(client, idp, accepted, declaration):
+    """The parser decodes UTF-8 whatever is declared: real names in attributes
+    (and UTF-8 bytes rather than character references) verify and read back intact."""
+    names = {"displayName": "Zoë Ærøskøbing 日本語 \U0001f600", "city": "Zürich"}
+    tree = unsigned_tree(idp, attributes=names)
+    xml = declaration + etree.tostring(etree.fromstring(idp.sign(tree)), encoding="utf-8")
+    assert "Zürich".encode() in xml
+    verified = assert_accepted(*send_xml(client, xml), accepted)
+    assert verified.attributes["displayName"] == (names["displayName"],)
+    assert verified.attributes["city"] == ("Zürich",)
