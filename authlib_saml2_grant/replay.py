@@ -102,8 +102,13 @@ class SQLAlchemyReplayCache:
     the assertion was already used. Expired rows are purged as it goes.
     Works on SQLite and PostgreSQL (and any database SQLAlchemy supports).
 
-    :param db: a SQLAlchemy ``Engine``, or a Flask-SQLAlchemy ``db`` object
-        (its ``engine`` is looked up at each call, inside the app context).
+    :param db: a SQLAlchemy ``Engine``, or a Flask-SQLAlchemy ``db`` object.
+        With ``db``, the cache connects to the app's database through an
+        engine of its own (same URL, own pool): a request holds its session's
+        connection while the cache records the assertion, so sharing one pool
+        would let as many simultaneous requests as pool slots starve each
+        other. An in-memory SQLite database has one connection and is shared.
+        An ``Engine`` you pass is used as is: give it a pool of its own.
     :param table_name: the table to use.
     :param metadata: a ``MetaData`` to declare the table in, e.g.
         ``db.metadata`` so that ``db.create_all()`` creates it.
@@ -135,11 +140,29 @@ class SQLAlchemyReplayCache:
             )
         self.purge_interval = purge_interval
         self._next_purge = 0.0
+        self._engines: dict[Any, Any] = {}
+        self._lock = threading.Lock()
 
     @property
     def engine(self):
+        """The engine the cache writes with (see ``db`` above)."""
         db = self._db
-        return db if isinstance(db, self._sa.engine.Engine) else db.engine
+        if isinstance(db, self._sa.engine.Engine):
+            return db
+        app_engine = db.engine  # the current app's, inside its app context
+        engine = self._engines.get(app_engine)
+        if engine is None:
+            with self._lock:
+                engine = self._engines.get(app_engine)
+                if engine is None:
+                    engine = self._engines[app_engine] = self._own_engine(app_engine)
+        return engine
+
+    def _own_engine(self, app_engine):
+        url = app_engine.url
+        if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+            return app_engine  # one shared in-memory connection: nothing to starve
+        return self._sa.create_engine(url)
 
     def create_table(self) -> None:
         """Create the table if it does not exist."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 
-import pytest
 from lxml import etree
 
 from authlib_saml2_grant import assertion_rejected
@@ -62,13 +61,6 @@ def test_sixteen_threads_one_token(race_app, idp):
     assert sorted(reasons) == ["replayed"] * (THREADS - 1), reasons
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="replay.py: SQLAlchemyReplayCache.add takes a second pooled connection "
-    "(engine.begin()) while the request's Flask-SQLAlchemy session holds one, so as many "
-    "simultaneous redemptions as pool slots starve each other until pool_timeout "
-    "(replay_cache_error, or an unhandled TimeoutError in query_client)",
-)
 def test_pool_sized_concurrency_does_not_starve(tmp_path, idp):
     """SECURITY.md step 8, availability side: N simultaneous redemptions on a pool of
     N connections still yield one token and N-1 ``replayed``, not cache errors."""
