@@ -26,6 +26,8 @@ SIGNXML_RSA = "signxml tuned, RSA-2048"
 SIGNXML_EC = "signxml tuned, ECDSA P-256"
 OURS_RSA = "AssertionVerifier.verify, RSA-2048"
 OURS_EC = "AssertionVerifier.verify, ECDSA P-256"
+OURS_XML_RSA = "AssertionVerifier.verify_xml, RSA-2048"
+OURS_XML_EC = "AssertionVerifier.verify_xml, ECDSA P-256"
 SAML_ENDPOINT = "SAML2BearerGrant (replay cache)"
 JWT_ENDPOINT = "JWTBearerGrant + jti replay cache"
 JWT_PLAIN = "JWTBearerGrant as shipped (no replay)"
@@ -34,7 +36,7 @@ ONE_IDP = "1 IdP, 1 certificate"
 THOUSAND_IDPS = "1,000 IdPs, 1 certificate each"
 
 #: Baseline of each micro candidate's ``x baseline`` column.
-_MICRO_BASELINES = {OURS_EC: SIGNXML_EC, SIGNXML_EC: SIGNXML_RSA}
+_MICRO_BASELINES = {OURS_EC: SIGNXML_EC, OURS_XML_EC: SIGNXML_EC, SIGNXML_EC: SIGNXML_RSA}
 
 
 @dataclass(frozen=True)
@@ -97,16 +99,19 @@ def run(plan: Plan, load: bool = False, command: str = "python -m benchmarks") -
     for name, stats in micro.items():
         baseline = micro[_MICRO_BASELINES.get(name, SIGNXML_RSA)]
         table.rows.append(_row(stats, floor, baseline))
-    table.note = "x baseline: against tuned signxml with the same key type (JWT: signxml RSA)."
+    table.note = (
+        "x baseline: against tuned signxml with the same key type (JWT: signxml RSA). "
+        "verify_xml takes the XML bytes signxml takes; verify takes the Base64 parameter "
+        "and adds its strict decoding, which signxml does not do."
+    )
     report.tables.append(table)
-    ratio = micro[OURS_RSA].ratio(micro[SIGNXML_RSA])
-    targets.rows.append(
-        ["verifier p50 <= 1.10x bare tuned signxml (RSA)", f"{ratio:.3f}x", _verdict(ratio <= 1.10)]
-    )
-    ec_ratio = micro[OURS_EC].ratio(micro[SIGNXML_EC])
-    targets.rows.append(
-        ["(info) verifier vs tuned signxml (ECDSA)", f"{ec_ratio:.3f}x", _verdict(ec_ratio <= 1.10)]
-    )
+    for label, ours, bare in (
+        ("verifier p50 <= 1.10x bare tuned signxml (RSA, XML in)", OURS_XML_RSA, SIGNXML_RSA),
+        ("(info) verifier vs tuned signxml (ECDSA, XML in)", OURS_XML_EC, SIGNXML_EC),
+        ("(info) verifier incl. Base64 decoding vs signxml (RSA)", OURS_RSA, SIGNXML_RSA),
+    ):
+        ratio = micro[ours].ratio(micro[bare])
+        targets.rows.append([label, f"{ratio:.3f}x", _verdict(ratio <= 1.10)])
 
     log("scaling: trusted IdPs and certificates per IdP")
     scaling = interleave(

@@ -173,10 +173,12 @@ class Workload:
             "signxml tuned, RSA-2048": lambda: signxml_verifier.verify(
                 rsa_xml, x509_cert=rsa_cert, id_attribute="ID", expect_config=rsa_config
             ),
+            "AssertionVerifier.verify_xml, RSA-2048": lambda: ours.verify_xml(rsa_xml),
             "AssertionVerifier.verify, RSA-2048": lambda: ours.verify(rsa_param),
             "signxml tuned, ECDSA P-256": lambda: signxml_verifier.verify(
                 ec_xml, x509_cert=ec_cert, id_attribute="ID", expect_config=ec_config
             ),
+            "AssertionVerifier.verify_xml, ECDSA P-256": lambda: ours.verify_xml(ec_xml),
             "AssertionVerifier.verify, ECDSA P-256": lambda: ours.verify(ec_param),
             "JWT RS256 (joserfc decode + claims)": jwt_verify,
         }
