@@ -5,6 +5,7 @@ and certificates are generated at test time."""
 from __future__ import annotations
 
 import base64
+import contextlib
 
 import pytest
 from authlib.integrations.flask_oauth2 import AuthorizationServer
@@ -124,14 +125,20 @@ def create_app(tmp_path, idps, **settings):
     return app
 
 
+@contextlib.contextmanager
+def in_context(app):
+    """The app's context for a test; its database session is removed afterwards."""
+    with app.app_context():
+        try:
+            yield app
+        finally:
+            db.session.remove()
+
+
 @pytest.fixture
 def app(tmp_path, idp, ec_idp):
-    app = create_app(tmp_path, [idp, ec_idp])
-    ctx = app.app_context()
-    ctx.push()
-    yield app
-    db.session.remove()
-    ctx.pop()
+    with in_context(create_app(tmp_path, [idp, ec_idp])) as app:
+        yield app
 
 
 @pytest.fixture

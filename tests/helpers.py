@@ -16,7 +16,7 @@ from authlib_saml2_grant.xml import SAML_NS
 from .conftest import AS_ENTITY_ID
 from .conftest import TOKEN_ENDPOINT
 from .conftest import create_app
-from .conftest import db
+from .conftest import in_context
 from .conftest import request_token
 
 __all__ = [
@@ -91,13 +91,10 @@ def app_for(tmp_path, idps, **settings):
     harness = AppHarness(app)
     assertion_rejected.connect(harness._rejected, app)
     assertion_accepted.connect(harness._accepted, app)
-    ctx = app.app_context()
-    ctx.push()
     try:
-        yield harness
+        with in_context(app):
+            yield harness
     finally:
-        db.session.remove()
-        ctx.pop()
         assertion_rejected.disconnect(harness._rejected, app)
         assertion_accepted.disconnect(harness._accepted, app)
 

@@ -7,7 +7,7 @@ import pytest
 from authlib_saml2_grant import assertion_rejected
 
 from ..conftest import create_app
-from ..conftest import db
+from ..conftest import in_context
 
 
 @pytest.fixture
@@ -26,21 +26,5 @@ def rejections(app):
 @pytest.fixture
 def trio_app(tmp_path, idp, ec_idp, other_idp):
     """An app that trusts three IdPs, for cross-IdP key confusion."""
-    app = create_app(tmp_path, [idp, ec_idp, other_idp])
-    ctx = app.app_context()
-    ctx.push()
-    yield app
-    db.session.remove()
-    ctx.pop()
-
-
-@pytest.fixture
-def race_app(tmp_path, idp, ec_idp):
-    """The test app on its SQLite file, with Flask-SQLAlchemy's default pool
-    (5 + 10): 16 simultaneous requests exceed it, and must still not starve."""
-    app = create_app(tmp_path, [idp, ec_idp])
-    ctx = app.app_context()
-    ctx.push()
-    yield app
-    db.session.remove()
-    ctx.pop()
+    with in_context(create_app(tmp_path, [idp, ec_idp, other_idp])) as app:
+        yield app

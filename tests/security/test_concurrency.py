@@ -23,9 +23,11 @@ from .forge import mint_tree
 THREADS = 16
 
 
-def test_sixteen_threads_one_token(race_app, idp):
-    app = race_app
-    """16 threads post the same assertion at once: one 200, fifteen ``replayed``."""
+def test_sixteen_threads_one_token(app, idp):
+    """16 threads post the same assertion at once: one 200, fifteen ``replayed``.
+
+    The app keeps Flask-SQLAlchemy's default pool (5 + 10): 16 simultaneous
+    requests exceed it, and must still neither starve nor double-spend."""
     assert app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///")
     assert not app.config["SQLALCHEMY_DATABASE_URI"].endswith(":memory:")
     reasons, lock = [], threading.Lock()
