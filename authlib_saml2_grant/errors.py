@@ -61,6 +61,7 @@ REASONS: Mapping[str, str] = MappingProxyType(
         "user_lookup_error": "user",
         "permission_denied": "user",
         "verification_error": "internal",
+        "token_error": "token",
     }
 )
 

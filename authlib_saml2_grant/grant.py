@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import BaseGrant
+from authlib.oauth2.rfc6749 import InvalidClientError
 from authlib.oauth2.rfc6749 import InvalidGrantError
 from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oauth2.rfc6749 import TokenEndpointMixin
@@ -81,7 +83,7 @@ class SAML2BearerGrant(BaseGrant, TokenEndpointMixin):
             grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Asaml2-bearer&
             assertion=PHNhbWxwOl...[omitted for brevity]...ZT4
         """
-        client = self.authenticate_token_endpoint_client()
+        client = self._authenticate_client()
         log.debug("Validate SAML2 bearer token request of %r", client)
         if not client.check_grant_type(self.GRANT_TYPE):
             raise UnauthorizedClientError(
@@ -119,14 +121,38 @@ class SAML2BearerGrant(BaseGrant, TokenEndpointMixin):
         grant type; a refresh token is included only when
         ``SAML2_BEARER_ISSUE_REFRESH_TOKEN`` is true.
         """
-        token = self.generate_token(
-            user=self.request.user,
-            scope=self.request.payload.scope,
-            include_refresh_token=get_settings().issue_refresh_token,
-        )
-        log.debug("Issue token %r to %r", token, self.client)
-        self.save_token(token)
+        try:
+            token = self.generate_token(
+                user=self.request.user,
+                scope=self.request.payload.scope,
+                include_refresh_token=get_settings().issue_refresh_token,
+            )
+            log.debug("Issue token %r to %r", token, self.client)
+            self.save_token(token)
+        except Exception as exc:  # e.g. the token database is down: no 500
+            log.exception("SAML2 bearer token could not be issued")
+            self._reject(
+                AssertionRejected(
+                    "token_error",
+                    "Generating or saving the token failed; the assertion is spent",
+                    error=f"{type(exc).__name__}: {str(exc)[:160]}",
+                )
+            )
         return 200, token, self.TOKEN_RESPONSE_HEADER
+
+    def _authenticate_client(self) -> Any:
+        try:
+            return self.authenticate_token_endpoint_client()
+        except OAuth2Error:
+            raise
+        except Exception as exc:  # e.g. the client database is down: no 500
+            log.exception("SAML2 bearer client authentication failed unexpectedly")
+            # RFC 6749 section 5.2: 401 when the client used the Authorization header.
+            basic = "Authorization" in self.request.headers
+            raise InvalidClientError(
+                status_code=401 if basic else 400,
+                description="The client could not be authenticated.",
+            ) from exc
 
     def _verify(self, verifier: AssertionVerifier, raw: str) -> VerifiedAssertion:
         try:

@@ -136,3 +136,30 @@ def test_assertion_on_request_for_hooks(app, client, mint):
     finally:
         grant_cls.__init__ = original
     assert seen[0].attributes["role"] == ("a", "b")
+
+
+def test_token_storage_failure_is_not_a_500(app, client, mint, reasons, monkeypatch):
+    """A failing save_token answers invalid_grant (token_error), never a 500."""
+    server = app.extensions["test_server"]
+
+    def broken(token, request):
+        raise RuntimeError("token database is down")
+
+    monkeypatch.setattr(server, "_save_token", broken)
+    status, body = request_token(client, mint())
+    assert status == 400
+    assert body == {"error": "invalid_grant", "error_description": GENERIC}
+    assert reasons == ["token_error"]
+
+
+def test_client_lookup_failure_is_invalid_client(app, client, mint, monkeypatch):
+    """A client lookup that raises (database down) answers invalid_client, never a 500."""
+    server = app.extensions["test_server"]
+
+    def broken(client_id):
+        raise RuntimeError("client database is down")
+
+    monkeypatch.setattr(server, "_query_client", broken)
+    status, body = request_token(client, mint())
+    assert status == 401
+    assert body["error"] == "invalid_client"
