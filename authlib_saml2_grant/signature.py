@@ -82,15 +82,17 @@ _ALLOWED_SIGNED_INFO_C14N = frozenset(
 )
 
 _NS = {"ds": DS_NS}
-_SIGNATURES = etree.XPath("ds:Signature", namespaces=_NS)
 _SIGNATURE_METHOD = etree.XPath("ds:SignedInfo/ds:SignatureMethod/@Algorithm", namespaces=_NS)
 _DIGEST_METHODS = etree.XPath(
     "ds:SignedInfo/ds:Reference/ds:DigestMethod/@Algorithm", namespaces=_NS
 )
 _KEYINFO_CERT = etree.XPath("ds:KeyInfo/ds:X509Data/ds:X509Certificate", namespaces=_NS)
-_REFERENCES = etree.XPath("ds:SignedInfo/ds:Reference", namespaces=_NS)
-_TRANSFORMS = etree.XPath("ds:Transforms/ds:Transform/@Algorithm", namespaces=_NS)
-_C14N_METHOD = etree.XPath("ds:SignedInfo/ds:CanonicalizationMethod/@Algorithm", namespaces=_NS)
+_SIGNATURE = qname(DS_NS, "Signature")
+_SIGNED_INFO = qname(DS_NS, "SignedInfo")
+_REFERENCE = qname(DS_NS, "Reference")
+_TRANSFORMS = qname(DS_NS, "Transforms")
+_TRANSFORM = qname(DS_NS, "Transform")
+_C14N_METHOD = qname(DS_NS, "CanonicalizationMethod")
 _ASSERTION = qname(SAML_NS, "Assertion")
 _local = threading.local()
 
@@ -225,7 +227,7 @@ class SignaturePolicy:
 
 
 def _single_signature(root: etree._Element) -> etree._Element:
-    signatures = _SIGNATURES(root)
+    signatures = _children(root, _SIGNATURE)
     if not signatures:
         raise AssertionRejected("signature_missing", "The assertion has no enveloped ds:Signature")
     if len(signatures) > 1:
@@ -247,10 +249,15 @@ def _key_info_fingerprint(signature: etree._Element) -> str | None:
         return None
 
 
+def _children(parent: etree._Element, tag: str) -> list[etree._Element]:
+    return [child for child in parent if child.tag == tag]
+
+
 def _check_signed(result, root: etree._Element) -> etree._Element:
     """Require that the one signed reference is the root Assertion itself."""
     root_id = root.get("ID")
-    references = _REFERENCES(result.signature_xml)
+    signed_info = _children(result.signature_xml, _SIGNED_INFO)[0]  # signxml required one
+    references = _children(signed_info, _REFERENCE)
     uri = references[0].get("URI") if len(references) == 1 else None
     if uri != f"#{root_id}":
         raise AssertionRejected(
@@ -259,15 +266,19 @@ def _check_signed(result, root: etree._Element) -> etree._Element:
             expected=f"#{root_id}",
             actual=uri,
         )
-    transforms = _TRANSFORMS(references[0])
+    transforms = [
+        transform.get("Algorithm")
+        for group in _children(references[0], _TRANSFORMS)
+        for transform in _children(group, _TRANSFORM)
+    ]
     if _ENVELOPED not in transforms or not _ALLOWED_TRANSFORMS.issuperset(transforms):
         raise AssertionRejected(
             "signature_reference_invalid",
             "The signature uses transforms other than enveloped-signature and exc-c14n",
-            transforms=list(transforms),
+            transforms=transforms,
         )
-    c14n = _C14N_METHOD(result.signature_xml)
-    if not c14n or c14n[0] not in _ALLOWED_SIGNED_INFO_C14N:
+    c14n = [method.get("Algorithm") for method in _children(signed_info, _C14N_METHOD)]
+    if len(c14n) != 1 or c14n[0] not in _ALLOWED_SIGNED_INFO_C14N:
         raise AssertionRejected(
             "signature_reference_invalid",
             "The SignedInfo canonicalization method is not allowed",
