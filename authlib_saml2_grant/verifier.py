@@ -280,14 +280,7 @@ class AssertionVerifier:
                 actual=issuer[:200],
             )
         # Items 2 and 4: one Conditions element with understood conditions only.
-        conditions = children.get(_CONDITIONS, ())
-        if len(conditions) != 1:
-            raise AssertionRejected(
-                "conditions_missing",
-                "The assertion must have exactly one Conditions element",
-                count=len(conditions),
-            )
-        conditions = conditions[0]
+        conditions = _single(children, _CONDITIONS, "conditions_missing", "Conditions")
         restrictions, one_time_use = _check_condition_types(conditions)
         _passed(
             trace,
@@ -452,14 +445,12 @@ class AssertionVerifier:
         recipients: frozenset[str],
         now: datetime,
     ) -> tuple[str, datetime]:
-        data = [child for child in confirmation if child.tag == _CONFIRMATION_DATA]
-        if len(data) != 1:
-            raise AssertionRejected(
-                "subject_confirmation_missing",
-                "A bearer SubjectConfirmation needs exactly one SubjectConfirmationData",
-                count=len(data),
-            )
-        data = data[0]
+        data = _single(
+            _children(confirmation),
+            _CONFIRMATION_DATA,
+            "subject_confirmation_missing",
+            "SubjectConfirmationData",
+        )
         recipient = data.get("Recipient")
         if recipient not in recipients:
             raise AssertionRejected(
