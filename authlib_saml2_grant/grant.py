@@ -121,6 +121,7 @@ class SAML2BearerGrant(BaseGrant, TokenEndpointMixin):
         grant type; a refresh token is included only when
         ``SAML2_BEARER_ISSUE_REFRESH_TOKEN`` is true.
         """
+        verifier = self.get_verifier()
         try:
             token = self.generate_token(
                 user=self.request.user,
@@ -129,13 +130,16 @@ class SAML2BearerGrant(BaseGrant, TokenEndpointMixin):
             )
             log.debug("Issue token %r to %r", token, self.client)
             self.save_token(token)
+            # The replay record is durable before the token leaves the server.
+            verifier.commit_consumed()
         except Exception as exc:  # e.g. the token database is down: no 500
             log.exception("SAML2 bearer token could not be issued")
             self._reject(
                 AssertionRejected(
                     "token_error",
-                    "Generating or saving the token failed; the assertion is spent",
+                    "Generating or saving the token failed",
                     error=f"{type(exc).__name__}: {str(exc)[:160]}",
+                    assertion_spent=not self._release_consumed(verifier),
                 )
             )
         return 200, token, self.TOKEN_RESPONSE_HEADER
@@ -153,6 +157,13 @@ class SAML2BearerGrant(BaseGrant, TokenEndpointMixin):
                 status_code=401 if basic else 400,
                 description="The client could not be authenticated.",
             ) from exc
+
+    def _release_consumed(self, verifier: AssertionVerifier) -> bool:
+        try:
+            return verifier.release_consumed()
+        except Exception:  # the database is gone: its transaction is lost with it
+            log.exception("Rolling back the SAML2 bearer replay record failed")
+            return False
 
     def _verify(self, verifier: AssertionVerifier, raw: str) -> VerifiedAssertion:
         try:

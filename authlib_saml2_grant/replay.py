@@ -6,7 +6,10 @@ it expires; a second redemption finds the record and is refused. The key is
 derived from the signed values, never from the raw parameter, because one
 signed assertion has many byte encodings.
 
-A cache implements one atomic operation, :meth:`ReplayCache.add`.
+A cache implements one atomic operation, :meth:`ReplayCache.add`. A cache that
+writes within the caller's database transaction also has ``commit()`` and
+``rollback()``; the grant commits once the token is saved, before answering,
+and rolls back when the token could not be issued.
 """
 
 from __future__ import annotations
@@ -98,21 +101,28 @@ class SQLAlchemyReplayCache:
     """A replay cache in a SQL table, shared by every process using the database.
 
     The table's primary key is the replay key, so the database itself decides
-    which of several concurrent redemptions wins: an ``IntegrityError`` means
+    which of several concurrent redemptions wins. On SQLite and PostgreSQL a
+    key is recorded with one ``INSERT ... ON CONFLICT DO UPDATE`` that takes
+    over only an expired row; elsewhere an ``IntegrityError`` on insert means
     the assertion was already used. Expired rows are purged as it goes.
-    Works on SQLite and PostgreSQL (and any database SQLAlchemy supports).
 
-    :param db: a SQLAlchemy ``Engine``, or a Flask-SQLAlchemy ``db`` object.
-        With ``db``, the cache connects to the app's database through an
-        engine of its own (same URL, own pool): a request holds its session's
-        connection while the cache records the assertion, so sharing one pool
-        would let as many simultaneous requests as pool slots starve each
-        other. An in-memory SQLite database has one connection and is shared.
-        An ``Engine`` you pass is used as is: give it a pool of its own.
+    :param db: a Flask-SQLAlchemy ``db`` object, or a SQLAlchemy ``Engine``.
     :param table_name: the table to use.
     :param metadata: a ``MetaData`` to declare the table in, e.g.
         ``db.metadata`` so that ``db.create_all()`` creates it.
     :param purge_interval: seconds between purges of expired rows.
+    :param transactional: record the key in the request's own transaction.
+        The default with a Flask-SQLAlchemy ``db`` (on SQLite and PostgreSQL):
+        the key is written through ``db.session`` and committed together with
+        the token (Authlib's ``save_token`` commits that session; the grant
+        commits it too, before it answers). A request that fails after the
+        key was written, e.g. because the token store is down, then leaves
+        the assertion unspent, and no second connection or commit is needed.
+        A concurrent redemption of the same key waits for the first
+        transaction and is refused once it commits. With ``False``, or with
+        an ``Engine``, each key is committed at once through an engine of the
+        cache's own (with ``db``: same URL, own pool, so that requests holding
+        their session's connection cannot starve the cache).
     """
 
     def __init__(
@@ -121,6 +131,7 @@ class SQLAlchemyReplayCache:
         table_name: str = "saml2_bearer_replay",
         metadata: Any = None,
         purge_interval: float = 60.0,
+        transactional: bool | None = None,
     ) -> None:
         import sqlalchemy as sa
 
@@ -138,14 +149,21 @@ class SQLAlchemyReplayCache:
                 sa.Column("key", sa.String(64), primary_key=True),
                 sa.Column("expires_at", sa.BigInteger, nullable=False, index=True),
             )
+        is_engine = isinstance(db, sa.engine.Engine)
+        if transactional is None:
+            transactional = not is_engine
+        if transactional and (is_engine or not hasattr(db, "session")):
+            raise ValueError("transactional=True needs a Flask-SQLAlchemy db (its session)")
+        self.transactional = transactional
         self.purge_interval = purge_interval
         self._next_purge = 0.0
         self._engines: dict[Any, Any] = {}
+        self._upserts: dict[str, Any] = {}
         self._lock = threading.Lock()
 
     @property
     def engine(self):
-        """The engine the cache writes with (see ``db`` above)."""
+        """The engine the cache commits with (see ``transactional`` above)."""
         db = self._db
         if isinstance(db, self._sa.engine.Engine):
             return db
@@ -169,29 +187,94 @@ class SQLAlchemyReplayCache:
         self.table.create(self.engine, checkfirst=True)
 
     def add(self, key: str, expires_at: datetime) -> bool:
-        sa = self._sa
         now = int(time.time())
-        deadline = int(expires_at.timestamp()) + 1
+        params = {"key": key, "expires_at": int(expires_at.timestamp()) + 1, "now": now}
+        if self.transactional:
+            session = self._db.session
+            upsert = self._upsert(session.get_bind(clause=self.table).dialect)
+            if upsert is not None:
+                # Written, not committed: commit() (or save_token) commits it.
+                return session.execute(upsert, params).first() is not None
         engine = self.engine
+        upsert = self._upsert(engine.dialect)
+        if upsert is None:
+            first_use = self._insert_or_take_over(engine, params)
+        else:
+            with engine.begin() as conn:
+                first_use = conn.execute(upsert, params).first() is not None
+        self._purge_as_it_goes(now)
+        return first_use
+
+    def commit(self) -> None:
+        """Commit the request's transaction, with the keys :meth:`add` wrote in it.
+
+        The grant calls it once the token is saved and before answering; it
+        does nothing unless the cache is ``transactional``.
+        """
+        if self.transactional:
+            self._db.session.commit()
+            self._purge_as_it_goes(int(time.time()))
+
+    def rollback(self) -> None:
+        """Roll back the request's transaction: the keys it wrote are not spent."""
+        if self.transactional:
+            self._db.session.rollback()
+
+    def _upsert(self, dialect: Any) -> Any:
+        """The prepared insert-or-take-over-expired statement for ``dialect``.
+
+        It returns the key when it inserted or took over a row and nothing on
+        a live conflict (``RETURNING``: drivers do not all report a rowcount).
+        """
+        try:
+            return self._upserts[dialect.name]
+        except KeyError:
+            pass
+        sa, table = self._sa, self.table
+        if dialect.name == "sqlite" and dialect.insert_returning:  # SQLite 3.35+
+            from sqlalchemy.dialects.sqlite import insert
+        elif dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            self._upserts[dialect.name] = None
+            return None
+        values = insert(table).values(
+            key=sa.bindparam("key"), expires_at=sa.bindparam("expires_at")
+        )
+        upsert = values.on_conflict_do_update(
+            index_elements=[table.c.key],
+            set_={"expires_at": values.excluded.expires_at},
+            where=table.c.expires_at <= sa.bindparam("now"),
+        ).returning(table.c.key)
+        self._upserts[dialect.name] = upsert
+        return upsert
+
+    def _insert_or_take_over(self, engine: Any, params: dict) -> bool:
+        """Databases without ``ON CONFLICT``: insert, or take over an expired row."""
+        sa, table = self._sa, self.table
         try:
             with engine.begin() as conn:
-                conn.execute(self.table.insert().values(key=key, expires_at=deadline))
+                conn.execute(
+                    table.insert().values(key=params["key"], expires_at=params["expires_at"])
+                )
         except sa.exc.IntegrityError:
-            # Present: a replay, unless the earlier use has expired.
-            with engine.begin() as conn:
+            with engine.begin() as conn:  # present: a replay, unless it has expired
                 taken = conn.execute(
-                    self.table.update()
-                    .where(self.table.c.key == key, self.table.c.expires_at <= now)
-                    .values(expires_at=deadline)
+                    table.update()
+                    .where(table.c.key == params["key"], table.c.expires_at <= params["now"])
+                    .values(expires_at=params["expires_at"])
                 )
             return taken.rowcount == 1
-        if time.monotonic() >= self._next_purge:
-            try:
-                self.purge(now)
-            except sa.exc.SQLAlchemyError:
-                # Housekeeping only: the key is recorded, the next add retries.
-                log.warning("Purging expired replay-cache rows failed", exc_info=True)
         return True
+
+    def _purge_as_it_goes(self, now: int) -> None:
+        if time.monotonic() < self._next_purge:
+            return
+        try:
+            self.purge(now)
+        except self._sa.exc.SQLAlchemyError:
+            # Housekeeping only: the key is recorded, the next add retries.
+            log.warning("Purging expired replay-cache rows failed", exc_info=True)
 
     def purge(self, now: int | None = None) -> int:
         """Delete expired rows; return how many were deleted."""

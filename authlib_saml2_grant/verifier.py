@@ -216,6 +216,28 @@ class AssertionVerifier:
                 assertion_id=assertion.assertion_id,
             )
 
+    def commit_consumed(self) -> None:
+        """Make the records of :meth:`consume` durable: the grant calls it once
+        the token is saved, before the token is sent. Only a cache that writes
+        within the request's transaction (it has ``commit()``) has work to do.
+        """
+        commit = getattr(self.replay_cache, "commit", None)
+        if commit is not None:
+            commit()
+
+    def release_consumed(self) -> bool:
+        """Undo uncommitted records of :meth:`consume` (the token was not issued).
+
+        :return: whether the cache could undo them; a cache that records at
+            once (e.g. :class:`MemoryReplayCache`) cannot, and the assertion
+            stays spent.
+        """
+        rollback = getattr(self.replay_cache, "rollback", None)
+        if rollback is None or not getattr(self.replay_cache, "transactional", False):
+            return False
+        rollback()
+        return True
+
     # -- steps ----------------------------------------------------------------
 
     def _check_root(self, root: etree._Element) -> None:

@@ -113,6 +113,12 @@ class SignxmlOnlyVerifier:
     def consume(self, assertion: VerifiedAssertion) -> None:
         self.real.consume(assertion)
 
+    def commit_consumed(self) -> None:
+        self.real.commit_consumed()
+
+    def release_consumed(self) -> bool:
+        return self.real.release_consumed()
+
 
 class SignxmlBoundGrant(SAMLGrant):
     #: Set by :class:`benchmarks.endpoint.EndpointBench`.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import os
 
 import pytest
 from authlib.integrations.flask_oauth2 import AuthorizationServer
@@ -24,6 +25,10 @@ from authlib_saml2_grant import assertion_rejected
 from authlib_saml2_grant import init_app
 from authlib_saml2_grant.testing import TestIdentityProvider
 
+#: A real PostgreSQL for the replay-cache tests; ``.ci/run`` starts one and
+#: sets ``SAML2_TEST_REQUIRE_POSTGRES=1``, which turns a missing one into a failure.
+POSTGRES_URL = os.environ.get("SAML2_TEST_POSTGRES_URL")
+REQUIRE_POSTGRES = os.environ.get("SAML2_TEST_REQUIRE_POSTGRES") == "1"
 AS_ENTITY_ID = "https://as.example.com"
 TOKEN_ENDPOINT = "https://as.example.com/oauth/token"
 CLIENT_ID = "client-1"
@@ -197,3 +202,15 @@ def accepted(app):
     assertion_accepted.connect(record, app)
     yield seen
     assertion_accepted.disconnect(record, app)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """A SQLite file, then the real PostgreSQL (skipped, or failed in CI, without one)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'replay.db'}"
+    if not POSTGRES_URL:
+        if REQUIRE_POSTGRES:
+            pytest.fail("SAML2_TEST_REQUIRE_POSTGRES=1 but SAML2_TEST_POSTGRES_URL is not set")
+        pytest.skip("SAML2_TEST_POSTGRES_URL is not set")
+    return POSTGRES_URL

@@ -8,7 +8,6 @@ PostgreSQL is a failure, not a skip.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import threading
 import uuid
 from datetime import datetime
@@ -24,6 +23,8 @@ from authlib_saml2_grant import SQLAlchemyReplayCache
 from authlib_saml2_grant import replay as replay_module
 from authlib_saml2_grant.replay import replay_key
 
+from .conftest import POSTGRES_URL
+from .conftest import REQUIRE_POSTGRES
 from .conftest import db
 from .conftest import replay_cache as conftest_replay_cache
 from .helpers import ago
@@ -33,8 +34,6 @@ from .helpers import from_now
 from .helpers import mint_for
 from .helpers import race_add
 
-POSTGRES_URL = os.environ.get("SAML2_TEST_POSTGRES_URL")
-REQUIRE_POSTGRES = os.environ.get("SAML2_TEST_REQUIRE_POSTGRES") == "1"
 UNREACHABLE_POSTGRES = "postgresql+psycopg://saml2_test:saml2_test@127.0.0.1:1/saml2_test"
 
 
@@ -242,17 +241,6 @@ def test_replay_entry_lasts_until_expiry_plus_skew(tmp_path, idp):
 
 
 # -- SQLAlchemyReplayCache on SQLite and PostgreSQL ---------------------------------------------
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'replay.db'}"
-    if not POSTGRES_URL:
-        if REQUIRE_POSTGRES:
-            pytest.fail("SAML2_TEST_REQUIRE_POSTGRES=1 but SAML2_TEST_POSTGRES_URL is not set")
-        pytest.skip("SAML2_TEST_POSTGRES_URL is not set")
-    return POSTGRES_URL
 
 
 def test_postgresql_available_when_required():
@@ -523,3 +511,12 @@ def test_sql_purge_failure_does_not_fail_add(sql_cache, caplog):
     assert sql_cache.add("k", from_now(60)) is False
     assert "Purging expired replay-cache rows failed" in caplog.text
     sql_cache.purge = original
+
+
+def test_sql_without_on_conflict(sql_cache, monkeypatch):
+    """Databases without ``ON CONFLICT ... RETURNING``: insert, or take over an expired row."""
+    monkeypatch.setattr(sql_cache, "_upsert", lambda dialect: None)
+    assert sql_cache.add("k", ago(30)) is True
+    assert sql_cache.add("k", from_now(60)) is True  # the expired row is taken over
+    assert sql_cache.add("k", from_now(60)) is False
+    assert threads_add(sql_cache, ["race"] * 16, from_now(60)).count(True) == 1

@@ -1,0 +1,210 @@
+"""The replay record shares the token's transaction, :rfc:`7522#section-3` item 6.
+
+``SQLAlchemyReplayCache(db)`` writes the (Issuer, ID) key through the app's
+``db.session`` and the grant commits it with the token, before answering. So a
+token is never sent without a durable record (no second token), and a token
+that could not be issued leaves the assertion unspent (nothing lost). Each
+test runs on a SQLite file and on the real PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import pytest
+import sqlalchemy as sa
+
+from authlib_saml2_grant import SQLAlchemyReplayCache
+
+from .conftest import Token as TokenModel
+from .conftest import db
+from .conftest import replay_cache
+from .conftest import request_token
+from .helpers import GENERIC
+from .helpers import ago
+from .helpers import app_for
+from .helpers import assert_rejected
+from .helpers import from_now
+from .helpers import mint_for
+
+THREADS = 16
+
+
+@pytest.fixture
+def harness(tmp_path, idp, database_url):
+    """The test app on ``database_url``, its tables dropped before and after."""
+    engine = sa.create_engine(database_url)
+    db.metadata.drop_all(engine)
+    try:
+        with app_for(tmp_path, [idp], SQLALCHEMY_DATABASE_URI=database_url) as h:
+            assert db.engine.dialect.name == engine.dialect.name
+            yield h
+            db.session.remove()
+    finally:
+        db.metadata.drop_all(engine)
+        engine.dispose()
+
+
+def _recorded() -> int:
+    """Committed replay rows, read through a connection of its own."""
+    with replay_cache.engine.connect() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(replay_cache.table)).scalar_one()
+
+
+def test_default_cache_is_transactional():
+    """With a Flask-SQLAlchemy ``db`` the key goes into the request's transaction."""
+    assert replay_cache.transactional is True
+
+
+def test_record_is_committed_with_the_token(harness, idp):
+    """Item 6: the granted request leaves one committed record; the replay is refused."""
+    assertion = mint_for(idp)
+    status, body = harness.token(assertion)
+    assert status == 200, body
+    assert _recorded() == 1
+    status, body = harness.token(assertion)
+    assert_rejected(status, body, harness.reasons, "replayed")
+    assert _recorded() == 1
+
+
+def test_failed_token_save_leaves_the_assertion_unspent(harness, idp, monkeypatch, caplog):
+    """Nothing lost: when the token store fails the record is rolled back, so the
+    client may retry the same assertion; it still yields one token only."""
+    server = harness.app.extensions["test_server"]
+    original = server._save_token
+
+    def broken(token, request):
+        raise RuntimeError("token database is down")
+
+    monkeypatch.setattr(server, "_save_token", broken)
+    assertion = mint_for(idp)
+    with caplog.at_level(logging.INFO, logger="authlib_saml2_grant"):
+        status, body = harness.token(assertion)
+    assert status == 400
+    assert body == {"error": "invalid_grant", "error_description": GENERIC}
+    assert harness.reasons == ["token_error"]
+    assert "'assertion_spent': False" in caplog.text
+    assert _recorded() == 0
+    monkeypatch.setattr(server, "_save_token", original)
+    status, body = harness.token(assertion)
+    assert status == 200, body
+    assert harness.token(assertion)[0] == 400
+    assert harness.reasons == ["token_error", "replayed"]
+
+
+def test_grant_commits_when_save_token_does_not(harness, idp, monkeypatch):
+    """No second token: a host ``save_token`` that only adds the token to the session
+    still gets both committed by the grant before the token is sent."""
+    server = harness.app.extensions["test_server"]
+
+    def save_without_commit(token, request):
+        db.session.add(
+            TokenModel(client_id=request.client.client_id, user_id=request.user.id, **token)
+        )
+
+    monkeypatch.setattr(server, "_save_token", save_without_commit)
+    assertion = mint_for(idp)
+    assert harness.token(assertion)[0] == 200
+    db.session.remove()  # what the end of the request does: uncommitted work is lost
+    assert _recorded() == 1
+    with replay_cache.engine.connect() as conn:
+        tokens = conn.execute(sa.select(sa.func.count()).select_from(TokenModel.__table__))
+        assert tokens.scalar_one() == 1
+    status, body = harness.token(assertion)
+    assert_rejected(status, body, harness.reasons, "replayed")
+
+
+def test_refused_request_writes_nothing(harness, idp):
+    """A request refused after verification (unknown scope) records nothing."""
+    assertion = mint_for(idp)
+    status, _ = harness.token(assertion, scope="unknown-scope")
+    assert status == 400
+    assert _recorded() == 0
+    assert harness.token(assertion)[0] == 200
+
+
+def test_expired_record_is_taken_over_and_rollback_releases(harness):
+    """The upsert takes over only an expired key; a rollback releases a written key."""
+    assert replay_cache.add("k", ago(30)) is True
+    replay_cache.commit()
+    assert replay_cache.add("k", from_now(60)) is True
+    replay_cache.commit()
+    assert replay_cache.add("k", from_now(60)) is False
+    replay_cache.rollback()
+    assert replay_cache.add("fresh", from_now(60)) is True
+    replay_cache.rollback()
+    assert replay_cache.add("fresh", from_now(60)) is True
+    replay_cache.commit()
+    assert _recorded() == 2
+
+
+def test_sixteen_concurrent_requests_one_token(harness, idp):
+    """16 threads redeem one assertion at once: one 200, fifteen ``replayed``.
+
+    Each later transaction waits for the first one's commit (PostgreSQL: the
+    key's row lock; SQLite: the write lock) and then finds the key taken."""
+    assertion = mint_for(idp)
+    app = harness.app
+    barrier = threading.Barrier(THREADS)
+    statuses, errors = [], []
+
+    def redeem():
+        with app.app_context():
+            try:
+                client = app.test_client()
+                barrier.wait(timeout=30)
+                statuses.append(request_token(client, assertion)[0])
+            except Exception as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+            finally:
+                db.session.remove()
+
+    workers = [threading.Thread(target=redeem) for _ in range(THREADS)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=90)
+    assert not errors, errors
+    assert sorted(statuses) == [200] + [400] * (THREADS - 1), statuses
+    assert sorted(harness.reasons) == ["replayed"] * (THREADS - 1)
+    assert _recorded() == 1
+
+
+def test_committed_mode_spends_on_failed_save(tmp_path, idp, monkeypatch):
+    """``transactional=False`` commits the key at once: a failed token save spends it."""
+    cache = SQLAlchemyReplayCache(db, transactional=False)
+    with app_for(tmp_path, [idp], SAML2_BEARER_REPLAY_CACHE=cache) as h:
+        server = h.app.extensions["test_server"]
+        original = server._save_token
+
+        def broken(token, request):
+            raise RuntimeError("token database is down")
+
+        monkeypatch.setattr(server, "_save_token", broken)
+        assertion = mint_for(idp)
+        assert h.token(assertion)[0] == 400
+        monkeypatch.setattr(server, "_save_token", original)
+        assert h.token(assertion)[0] == 400
+        assert h.reasons == ["token_error", "replayed"]
+
+
+def test_transactional_needs_a_session(tmp_path):
+    """An Engine has no request transaction to join."""
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'r.db'}")
+    with pytest.raises(ValueError, match="Flask-SQLAlchemy"):
+        SQLAlchemyReplayCache(engine, transactional=True)
+    assert SQLAlchemyReplayCache(engine).transactional is False
+
+
+def test_lost_table_fails_closed_then_recovers(harness, idp):
+    """Item 6: a missing replay table refuses the token (``replay_cache_error``, not a
+    500) without spending the assertion; once the table is back it is accepted."""
+    replay_cache.table.drop(replay_cache.engine)
+    assertion = mint_for(idp)
+    status, body = harness.token(assertion)
+    assert_rejected(status, body, harness.reasons, "replay_cache_error")
+    db.session.remove()
+    replay_cache.create_table()
+    status, body = harness.token(assertion)
+    assert status == 200, body
