@@ -148,13 +148,15 @@ class _ParsedTreeVerifier(XMLVerifier):
         return None
 
     def _get_cert_description(self, cert, cert_source):
-        # Built on every verification, used only in error messages: once per pin.
-        return _cert_description(cert, cert_source)
-
-
-@functools.lru_cache(maxsize=256)
-def _cert_description(cert: x509.Certificate, cert_source: str) -> str:
-    return _DESCRIBER._get_cert_description(cert, cert_source)
+        # Built on every verification, used only in error messages: once per
+        # pinned certificate object (hashing a certificate costs more).
+        key = (id(cert), cert_source)
+        entry = _descriptions.get(key)
+        if entry is None or entry[0] is not cert:
+            if len(_descriptions) >= 256:
+                _descriptions.clear()
+            entry = _descriptions[key] = (cert, _DESCRIBER._get_cert_description(cert, cert_source))
+        return entry[1]
 
 
 @functools.lru_cache(maxsize=64)
@@ -172,6 +174,7 @@ def _child_tag(query: str, xpath: str) -> str | None:
 
 #: signxml's own verifier, only to describe certificates the way it does.
 _DESCRIBER = XMLVerifier()
+_descriptions: dict[tuple[int, str], tuple[x509.Certificate, str]] = {}
 
 
 def _verifier() -> XMLVerifier:

@@ -520,3 +520,23 @@ def test_sql_without_on_conflict(sql_cache, monkeypatch):
     assert sql_cache.add("k", from_now(60)) is True  # the expired row is taken over
     assert sql_cache.add("k", from_now(60)) is False
     assert threads_add(sql_cache, ["race"] * 16, from_now(60)).count(True) == 1
+
+
+def test_memory_cache_failed_token_save_spends(tmp_path, idp, monkeypatch, caplog):
+    """A cache that records at once cannot undo the record: a failed token save
+    spends the assertion, and the log says so (``assertion_spent``)."""
+    with app_for(tmp_path, [idp], SAML2_BEARER_REPLAY_CACHE=MemoryReplayCache()) as h:
+        server = h.app.extensions["test_server"]
+
+        def broken(token, request):
+            raise RuntimeError("token database is down")
+
+        original = server._save_token
+        monkeypatch.setattr(server, "_save_token", broken)
+        assertion = mint_for(idp)
+        with caplog.at_level("INFO", logger="authlib_saml2_grant"):
+            assert h.token(assertion)[0] == 400
+        assert "'assertion_spent': True" in caplog.text
+        monkeypatch.setattr(server, "_save_token", original)
+        assert h.token(assertion)[0] == 400
+        assert h.reasons == ["token_error", "replayed"]
