@@ -27,7 +27,9 @@ __all__ = [
     "ago",
     "from_now",
     "race_add",
+    "replay_rows",
     "send",
+    "token_store_down",
 ]
 
 #: The only ``error_description`` a rejected assertion gets.
@@ -121,3 +123,27 @@ def race_add(url, table_name, keys, barrier, results):
         outcome.append(cache.add(key, expires_at))
     engine.dispose()
     results.put(outcome)
+
+
+def replay_rows(cache) -> int:
+    """Committed rows of a ``SQLAlchemyReplayCache``, read through a connection of its own."""
+    import sqlalchemy as sa
+
+    with cache.engine.connect() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(cache.table)).scalar_one()
+
+
+@contextlib.contextmanager
+def token_store_down(app):
+    """Make the app's ``save_token`` raise, as a token database outage would."""
+    server = app.extensions["test_server"]
+    original = server._save_token
+
+    def broken(token, request):
+        raise RuntimeError("token database is down")
+
+    server._save_token = broken
+    try:
+        yield
+    finally:
+        server._save_token = original

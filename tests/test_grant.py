@@ -5,6 +5,7 @@ from authlib_saml2_grant import SAML2_BEARER_GRANT_TYPE
 from .conftest import TOKEN_ENDPOINT
 from .conftest import basic_auth
 from .conftest import request_token
+from .helpers import token_store_down
 
 GENERIC = "The SAML assertion is invalid, expired or already used."
 
@@ -138,15 +139,10 @@ def test_assertion_on_request_for_hooks(app, client, mint):
     assert seen[0].attributes["role"] == ("a", "b")
 
 
-def test_token_storage_failure_is_not_a_500(app, client, mint, reasons, monkeypatch):
+def test_token_storage_failure_is_not_a_500(app, client, mint, reasons):
     """A failing save_token answers invalid_grant (token_error), never a 500."""
-    server = app.extensions["test_server"]
-
-    def broken(token, request):
-        raise RuntimeError("token database is down")
-
-    monkeypatch.setattr(server, "_save_token", broken)
-    status, body = request_token(client, mint())
+    with token_store_down(app):
+        status, body = request_token(client, mint())
     assert status == 400
     assert body == {"error": "invalid_grant", "error_description": GENERIC}
     assert reasons == ["token_error"]

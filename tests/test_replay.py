@@ -33,6 +33,8 @@ from .helpers import assert_rejected
 from .helpers import from_now
 from .helpers import mint_for
 from .helpers import race_add
+from .helpers import replay_rows
+from .helpers import token_store_down
 
 UNREACHABLE_POSTGRES = "postgresql+psycopg://saml2_test:saml2_test@127.0.0.1:1/saml2_test"
 
@@ -274,11 +276,6 @@ def sql_cache(engine):
     cache.table.drop(engine, checkfirst=True)
 
 
-def _rows(cache):
-    with cache.engine.connect() as conn:
-        return conn.execute(sa.select(sa.func.count()).select_from(cache.table)).scalar_one()
-
-
 def test_sql_dialect(sql_cache, database_url):
     """The PostgreSQL runs really run on PostgreSQL."""
     assert sql_cache.engine.dialect.name == database_url.split(":")[0].split("+")[0]
@@ -289,7 +286,7 @@ def test_sql_add_once(sql_cache):
     assert sql_cache.add("k" * 64, from_now(60)) is True
     assert sql_cache.add("k" * 64, from_now(60)) is False
     assert sql_cache.add("j" * 64, from_now(60)) is True
-    assert _rows(sql_cache) == 2
+    assert replay_rows(sql_cache) == 2
 
 
 def test_sql_create_table_idempotent(sql_cache):
@@ -303,7 +300,7 @@ def test_sql_expired_row_taken_over(sql_cache):
     assert sql_cache.add("k", ago(10)) is True
     assert sql_cache.add("k", from_now(60)) is True
     assert sql_cache.add("k", from_now(60)) is False
-    assert _rows(sql_cache) == 1
+    assert replay_rows(sql_cache) == 1
 
 
 def test_sql_purge(sql_cache):
@@ -314,7 +311,7 @@ def test_sql_purge(sql_cache):
         sql_cache.add(f"old-{index}", ago(10 + index))
     sql_cache.add("live", from_now(60))
     assert sql_cache.purge() == 3
-    assert _rows(sql_cache) == 1
+    assert replay_rows(sql_cache) == 1
     assert sql_cache.purge() == 0
     assert sql_cache.add("live", from_now(60)) is False
 
@@ -324,7 +321,7 @@ def test_sql_purge_as_it_goes(sql_cache):
     sql_cache.purge_interval = 0
     sql_cache.add("old", ago(10))
     sql_cache.add("new", from_now(60))
-    assert _rows(sql_cache) == 1
+    assert replay_rows(sql_cache) == 1
 
 
 def test_sql_same_key_16_threads(sql_cache):
@@ -370,7 +367,7 @@ def test_sql_cache_through_grant(sql_cache, tmp_path, idp):
         assert h.token(assertion)[0] == 200
         status, body = h.token(assertion)
         assert_rejected(status, body, h.reasons, "replayed")
-    assert _rows(sql_cache) == 1
+    assert replay_rows(sql_cache) == 1
 
 
 def test_sql_cache_shared_between_apps(sql_cache, tmp_path, idp):
@@ -522,21 +519,13 @@ def test_sql_without_on_conflict(sql_cache, monkeypatch):
     assert threads_add(sql_cache, ["race"] * 16, from_now(60)).count(True) == 1
 
 
-def test_memory_cache_failed_token_save_spends(tmp_path, idp, monkeypatch, caplog):
+def test_memory_cache_failed_token_save_spends(tmp_path, idp, caplog):
     """A cache that records at once cannot undo the record: a failed token save
     spends the assertion, and the log says so (``assertion_spent``)."""
     with app_for(tmp_path, [idp], SAML2_BEARER_REPLAY_CACHE=MemoryReplayCache()) as h:
-        server = h.app.extensions["test_server"]
-
-        def broken(token, request):
-            raise RuntimeError("token database is down")
-
-        original = server._save_token
-        monkeypatch.setattr(server, "_save_token", broken)
         assertion = mint_for(idp)
-        with caplog.at_level("INFO", logger="authlib_saml2_grant"):
+        with token_store_down(h.app), caplog.at_level("INFO", logger="authlib_saml2_grant"):
             assert h.token(assertion)[0] == 400
         assert "'assertion_spent': True" in caplog.text
-        monkeypatch.setattr(server, "_save_token", original)
         assert h.token(assertion)[0] == 400
         assert h.reasons == ["token_error", "replayed"]

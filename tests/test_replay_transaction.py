@@ -27,6 +27,8 @@ from .helpers import app_for
 from .helpers import assert_rejected
 from .helpers import from_now
 from .helpers import mint_for
+from .helpers import replay_rows
+from .helpers import token_store_down
 
 THREADS = 16
 
@@ -46,12 +48,6 @@ def harness(tmp_path, idp, database_url):
         engine.dispose()
 
 
-def _recorded() -> int:
-    """Committed replay rows, read through a connection of its own."""
-    with replay_cache.engine.connect() as conn:
-        return conn.execute(sa.select(sa.func.count()).select_from(replay_cache.table)).scalar_one()
-
-
 def test_default_cache_is_transactional():
     """With a Flask-SQLAlchemy ``db`` the key goes into the request's transaction."""
     assert replay_cache.transactional is True
@@ -62,31 +58,23 @@ def test_record_is_committed_with_the_token(harness, idp):
     assertion = mint_for(idp)
     status, body = harness.token(assertion)
     assert status == 200, body
-    assert _recorded() == 1
+    assert replay_rows(replay_cache) == 1
     status, body = harness.token(assertion)
     assert_rejected(status, body, harness.reasons, "replayed")
-    assert _recorded() == 1
+    assert replay_rows(replay_cache) == 1
 
 
-def test_failed_token_save_leaves_the_assertion_unspent(harness, idp, monkeypatch, caplog):
+def test_failed_token_save_leaves_the_assertion_unspent(harness, idp, caplog):
     """Nothing lost: when the token store fails the record is rolled back, so the
     client may retry the same assertion; it still yields one token only."""
-    server = harness.app.extensions["test_server"]
-    original = server._save_token
-
-    def broken(token, request):
-        raise RuntimeError("token database is down")
-
-    monkeypatch.setattr(server, "_save_token", broken)
     assertion = mint_for(idp)
-    with caplog.at_level(logging.INFO, logger="authlib_saml2_grant"):
+    with token_store_down(harness.app), caplog.at_level(logging.INFO, "authlib_saml2_grant"):
         status, body = harness.token(assertion)
     assert status == 400
     assert body == {"error": "invalid_grant", "error_description": GENERIC}
     assert harness.reasons == ["token_error"]
     assert "'assertion_spent': False" in caplog.text
-    assert _recorded() == 0
-    monkeypatch.setattr(server, "_save_token", original)
+    assert replay_rows(replay_cache) == 0
     status, body = harness.token(assertion)
     assert status == 200, body
     assert harness.token(assertion)[0] == 400
@@ -107,7 +95,7 @@ def test_grant_commits_when_save_token_does_not(harness, idp, monkeypatch):
     assertion = mint_for(idp)
     assert harness.token(assertion)[0] == 200
     db.session.remove()  # what the end of the request does: uncommitted work is lost
-    assert _recorded() == 1
+    assert replay_rows(replay_cache) == 1
     with replay_cache.engine.connect() as conn:
         tokens = conn.execute(sa.select(sa.func.count()).select_from(TokenModel.__table__))
         assert tokens.scalar_one() == 1
@@ -120,7 +108,7 @@ def test_refused_request_writes_nothing(harness, idp):
     assertion = mint_for(idp)
     status, _ = harness.token(assertion, scope="unknown-scope")
     assert status == 400
-    assert _recorded() == 0
+    assert replay_rows(replay_cache) == 0
     assert harness.token(assertion)[0] == 200
 
 
@@ -136,7 +124,7 @@ def test_expired_record_is_taken_over_and_rollback_releases(harness):
     replay_cache.rollback()
     assert replay_cache.add("fresh", from_now(60)) is True
     replay_cache.commit()
-    assert _recorded() == 2
+    assert replay_rows(replay_cache) == 2
 
 
 def test_sixteen_concurrent_requests_one_token(harness, idp):
@@ -168,23 +156,16 @@ def test_sixteen_concurrent_requests_one_token(harness, idp):
     assert not errors, errors
     assert sorted(statuses) == [200] + [400] * (THREADS - 1), statuses
     assert sorted(harness.reasons) == ["replayed"] * (THREADS - 1)
-    assert _recorded() == 1
+    assert replay_rows(replay_cache) == 1
 
 
-def test_committed_mode_spends_on_failed_save(tmp_path, idp, monkeypatch):
+def test_committed_mode_spends_on_failed_save(tmp_path, idp):
     """``transactional=False`` commits the key at once: a failed token save spends it."""
     cache = SQLAlchemyReplayCache(db, transactional=False)
     with app_for(tmp_path, [idp], SAML2_BEARER_REPLAY_CACHE=cache) as h:
-        server = h.app.extensions["test_server"]
-        original = server._save_token
-
-        def broken(token, request):
-            raise RuntimeError("token database is down")
-
-        monkeypatch.setattr(server, "_save_token", broken)
         assertion = mint_for(idp)
-        assert h.token(assertion)[0] == 400
-        monkeypatch.setattr(server, "_save_token", original)
+        with token_store_down(h.app):
+            assert h.token(assertion)[0] == 400
         assert h.token(assertion)[0] == 400
         assert h.reasons == ["token_error", "replayed"]
 
