@@ -134,8 +134,10 @@ class SQLAlchemyReplayCache:
         transactional: bool | None = None,
     ) -> None:
         import sqlalchemy as sa
+        from sqlalchemy.orm import scoped_session
 
         self._sa = sa
+        self._scoped_session = scoped_session
         self._db = db
         if metadata is None:
             metadata = getattr(db, "metadata", None) or sa.MetaData()
@@ -212,7 +214,11 @@ class SQLAlchemyReplayCache:
         does nothing unless the cache is ``transactional``.
         """
         if self.transactional:
-            self._db.session.commit()
+            session = self._db.session
+            if isinstance(session, self._scoped_session):
+                session = session()  # this request's Session
+            if session.in_transaction():  # else save_token already committed it
+                session.commit()
             self._purge_as_it_goes(int(time.time()))
 
     def rollback(self) -> None:

@@ -108,7 +108,8 @@ class _ParsedTreeVerifier(XMLVerifier):
 
     signxml would serialize and re-parse an element handed to it; it never
     mutates the root (it works on copies), so the hardened parse is reused.
-    Its lookups of direct children are answered by equivalent child walks
+    Its lookups of direct children are answered by equivalent child walks and
+    its Reference URI lookup by the same XPath, compiled once
     (``tests/test_signature_lookups.py`` compares them with signxml's); every
     check and every cryptographic step is signxml's own.
     """
@@ -147,6 +148,17 @@ class _ParsedTreeVerifier(XMLVerifier):
                 return prefixes.split(" ")
         return None
 
+    def _resolve_reference(self, doc_root, reference, uri_resolver=None):
+        # signxml compiles //*[@*[local-name() = 'ID']=$uri] on every call;
+        # the same expression is compiled once here. Only an unambiguous hit
+        # is answered: misses, duplicates and other URIs go to signxml.
+        uri = reference.get("URI")
+        if self.id_attributes == ("ID",) and uri and uri[0] == "#" and "(" not in uri:
+            found = _BY_ID(doc_root, uri=uri.lstrip("#"))
+            if len(found) == 1:
+                return found[0]
+        return super()._resolve_reference(doc_root, reference, uri_resolver=uri_resolver)
+
     def _get_cert_description(self, cert, cert_source):
         # Built on every verification, used only in error messages: once per
         # pinned certificate object (hashing a certificate costs more).
@@ -172,6 +184,8 @@ def _child_tag(query: str, xpath: str) -> str | None:
     return qname(namespace, name)
 
 
+#: signxml's same-document reference lookup with ``id_attribute="ID"``.
+_BY_ID = etree.XPath("//*[@*[local-name() = 'ID']=$uri]")
 #: signxml's own verifier, only to describe certificates the way it does.
 _DESCRIBER = XMLVerifier()
 _descriptions: dict[tuple[int, str], tuple[x509.Certificate, str]] = {}

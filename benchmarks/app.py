@@ -5,7 +5,8 @@ its pragmas (WAL, ``synchronous=NORMAL``), the client and user tables and
 token storage. Replay protection is :class:`SQLAlchemyReplayCache` on the same
 database for our grant and for the ``jwt-replay`` endpoint, which records each
 JWT's ``jti`` in it: the like-for-like baseline. ``/jwt/token`` is Authlib's
-grant as shipped, without replay protection.
+grant as shipped, without replay protection. Both grants find clients with one
+function, :func:`query_client`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from datetime import timezone
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.integrations.sqla_oauth2 import OAuth2ClientMixin
 from authlib.integrations.sqla_oauth2 import OAuth2TokenMixin
-from authlib.integrations.sqla_oauth2 import create_query_client_func
 from authlib.integrations.sqla_oauth2 import create_save_token_func
 from authlib.oauth2.rfc6749 import InvalidGrantError
 from authlib.oauth2.rfc7523 import JWTBearerGrant
@@ -73,6 +73,13 @@ class Token(db.Model, OAuth2TokenMixin):
     __tablename__ = "bench_token"
     id = db.Column(db.Integer, primary_key=True)
     user_id = db.Column(db.Integer, db.ForeignKey("bench_user.id", ondelete="CASCADE"))
+
+
+def query_client(client_id: str):
+    """The one client lookup of the app: the authorization server's
+    ``query_client`` (our grant's client authentication) and the JWT grant's
+    ``resolve_issuer_client`` both use it."""
+    return db.session.execute(db.select(Client).filter_by(client_id=client_id)).scalar_one_or_none()
 
 
 def _user(email: str):
@@ -135,9 +142,7 @@ class JWTGrant(JWTBearerGrant):
     PUBLIC_KEY: RSAKey | None = None
 
     def resolve_issuer_client(self, issuer):
-        return db.session.execute(
-            db.select(Client).filter_by(client_id=issuer)
-        ).scalar_one_or_none()
+        return query_client(issuer)
 
     def resolve_client_public_key(self, client):
         return self.PUBLIC_KEY
@@ -193,7 +198,6 @@ def create_app(
     db.init_app(app)
     init_app(app)
     JWTGrant.PUBLIC_KEY = jwt_public_key
-    query_client = create_query_client_func(db.session, Client)
     save_token = create_save_token_func(db.session, Token)
     servers = {}
     for path, grants in (

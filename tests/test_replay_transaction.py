@@ -103,6 +103,24 @@ def test_grant_commits_when_save_token_does_not(harness, idp, monkeypatch):
     assert_rejected(status, body, harness.reasons, "replayed")
 
 
+def test_granted_request_commits_once(harness, idp):
+    """The grant's commit adds no second (empty) commit after a ``save_token`` that
+    committed the token and the record together."""
+    commits = []
+    session = db.session()
+
+    def count(_session):
+        commits.append(1)
+
+    sa.event.listen(session, "after_commit", count)
+    try:
+        assert harness.token(mint_for(idp))[0] == 200
+    finally:
+        sa.event.remove(session, "after_commit", count)
+    assert len(commits) == 1
+    assert replay_rows(replay_cache) == 1
+
+
 def test_refused_request_writes_nothing(harness, idp):
     """A request refused after verification (unknown scope) records nothing."""
     assertion = mint_for(idp)
