@@ -1,18 +1,16 @@
 """XML-DSig verification of an assertion with the IdP's pinned certificates.
 
-This is the only module that imports signxml. It verifies the enveloped
-signature of the root ``Assertion`` with a certificate chosen by Issuer (never
-with one carried in ``KeyInfo``), with narrow algorithm allow-lists, and hands
-back only the element signxml proved signed (``VerifyResult.signed_xml``).
+With its signxml adapter :mod:`~.xmldsig`, the only module that imports
+signxml. It verifies the enveloped signature of the root ``Assertion`` with a
+certificate chosen by Issuer (never with one carried in ``KeyInfo``), with
+narrow algorithm allow-lists, and hands back only the element signxml proved
+signed (``VerifyResult.signed_xml``).
 """
 
 from __future__ import annotations
 
 import base64
-import functools
 import logging
-import re
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -20,13 +18,11 @@ from typing import Any
 from cryptography import x509
 from lxml import etree
 from signxml import SignatureConfiguration
-from signxml import XMLVerifier
 from signxml.algorithms import CanonicalizationMethod
 from signxml.algorithms import DigestAlgorithm
 from signxml.algorithms import SignatureMethod
 from signxml.exceptions import InvalidCertificate
 from signxml.exceptions import InvalidDigest
-from signxml.util import namespaces as signxml_namespaces
 
 from .errors import AssertionRejected
 from .errors import ConfigurationError
@@ -36,6 +32,7 @@ from .xml import DS_NS
 from .xml import SAML_NS
 from .xml import hardened_parser
 from .xml import qname
+from .xmldsig import thread_verifier
 
 __all__ = [
     "DEFAULT_SIGNATURE_ALGORITHMS",
@@ -96,107 +93,7 @@ _REFERENCE = qname(DS_NS, "Reference")
 _TRANSFORMS = qname(DS_NS, "Transforms")
 _TRANSFORM = qname(DS_NS, "Transform")
 _C14N_METHOD = qname(DS_NS, "CanonicalizationMethod")
-_INCLUSIVE_NAMESPACES = qname(signxml_namespaces["ec"], "InclusiveNamespaces")
 _ASSERTION = qname(SAML_NS, "Assertion")
-_local = threading.local()
-#: A name without a prefix, predicate or path step.
-_NCNAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
-
-
-class _ParsedTreeVerifier(XMLVerifier):
-    """signxml's verifier, given the tree :func:`~.xml.parse_xml` already parsed.
-
-    signxml would serialize and re-parse an element handed to it; it never
-    mutates the root (it works on copies), so the hardened parse is reused.
-    Its lookups of direct children are answered by equivalent child walks and
-    its Reference URI lookup by the same XPath, compiled once
-    (``tests/test_signature_lookups.py`` compares them with signxml's); every
-    check and every cryptographic step is signxml's own.
-    """
-
-    def get_root(self, data):
-        if isinstance(data, etree._Element):
-            return data
-        return super().get_root(data)  # pragma: no cover - we always pass a tree
-
-    # signxml looks up each ds:* child with ElementPath and a namespace map,
-    # about 3 us a lookup and a dozen lookups a verification. A lookup of one
-    # direct child by name has the same result as a walk of the children
-    # filtered by tag, done in C; anything else still goes to signxml.
-
-    def _find(self, element, query, require=True, xpath=""):
-        tag = _child_tag(query, xpath) if isinstance(element, etree._Element) else None
-        if tag is None:
-            return super()._find(element, query, require=require, xpath=xpath)
-        for child in element.iterchildren(tag):
-            return child
-        if require:  # signxml raises its own InvalidInput, with its message
-            return super()._find(element, query, require=require, xpath=xpath)
-        return None
-
-    def _findall(self, element, query, xpath=""):
-        tag = _child_tag(query, xpath) if isinstance(element, etree._Element) else None
-        if tag is None:
-            return super()._findall(element, query, xpath=xpath)
-        return list(element.iterchildren(tag))
-
-    def _get_inclusive_ns_prefixes(self, transform_node):
-        # signxml: ./ec:InclusiveNamespaces[@PrefixList], by ElementPath.
-        for node in transform_node.iterchildren(_INCLUSIVE_NAMESPACES):
-            prefixes = node.get("PrefixList")
-            if prefixes is not None:
-                return prefixes.split(" ")
-        return None
-
-    def _resolve_reference(self, doc_root, reference, uri_resolver=None):
-        # signxml compiles //*[@*[local-name() = 'ID']=$uri] on every call;
-        # the same expression is compiled once here. Only an unambiguous hit
-        # is answered: misses, duplicates and other URIs go to signxml.
-        uri = reference.get("URI")
-        if self.id_attributes == ("ID",) and uri and uri[0] == "#" and "(" not in uri:
-            found = _BY_ID(doc_root, uri=uri.lstrip("#"))
-            if len(found) == 1:
-                return found[0]
-        return super()._resolve_reference(doc_root, reference, uri_resolver=uri_resolver)
-
-    def _get_cert_description(self, cert, cert_source):
-        # Built on every verification, used only in error messages: once per
-        # pinned certificate object (hashing a certificate costs more).
-        key = (id(cert), cert_source)
-        entry = _descriptions.get(key)
-        if entry is None or entry[0] is not cert:
-            if len(_descriptions) >= 256:
-                _descriptions.clear()
-            entry = _descriptions[key] = (cert, _DESCRIBER._get_cert_description(cert, cert_source))
-        return entry[1]
-
-
-@functools.lru_cache(maxsize=64)
-def _child_tag(query: str, xpath: str) -> str | None:
-    """The Clark tag signxml's ``_find(element, query, xpath=xpath)`` selects
-    among direct children, or ``None`` when the query is more than that."""
-    if xpath not in ("", "./"):
-        return None
-    prefix, _, name = query.rpartition(":")
-    namespace = signxml_namespaces.get(prefix or "ds")
-    if namespace is None or not _NCNAME.fullmatch(name):
-        return None
-    return qname(namespace, name)
-
-
-#: signxml's same-document reference lookup with ``id_attribute="ID"``.
-_BY_ID = etree.XPath("//*[@*[local-name() = 'ID']=$uri]")
-#: signxml's own verifier, only to describe certificates the way it does.
-_DESCRIBER = XMLVerifier()
-_descriptions: dict[tuple[int, str], tuple[x509.Certificate, str]] = {}
-
-
-def _verifier() -> XMLVerifier:
-    # XMLVerifier keeps per-call state on the instance: one per thread.
-    verifier = getattr(_local, "verifier", None)
-    if verifier is None:
-        verifier = _local.verifier = _ParsedTreeVerifier()
-    return verifier
 
 
 def _allow_list(uris: Iterable[str], enum, setting: str) -> frozenset:
@@ -271,7 +168,7 @@ class SignaturePolicy:
         failures = []
         for certificate in provider.get_candidate_certificates(hint):
             try:
-                result = _verifier().verify(
+                result = thread_verifier().verify(
                     root,
                     x509_cert=certificate,
                     parser=hardened_parser(),

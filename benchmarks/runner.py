@@ -149,7 +149,7 @@ def run(plan: Plan, load: bool = False, command: str = "python -m benchmarks") -
         "SAML requests also authenticate the client (client_secret_basic). The bound runs "
         "our grant with verification replaced by one bare tuned signxml call (no checks): "
         "the fastest a grant calling signxml as shipped can be (ours overrides signxml's "
-        "lookups, see signature.py). Both grants find clients with one query and record "
+        "lookups, see xmldsig.py). Both grants find clients with one query and record "
         "the replay key in the request's transaction, committed with the token "
         "(SQLAlchemyReplayCache(db))."
     )

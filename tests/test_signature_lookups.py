@@ -1,6 +1,6 @@
 """Our signxml subclass finds exactly what signxml itself finds.
 
-``signature._ParsedTreeVerifier`` replaces signxml's ElementPath lookups of
+``xmldsig.ParsedTreeVerifier`` replaces signxml's ElementPath lookups of
 ``ds:*`` children and of ``ec:InclusiveNamespaces`` with direct child walks
 (they cost about 40 us per verification), and evaluates signxml's Reference
 ``URI`` XPath compiled once instead of on every call (about 17 us). Signature verification
@@ -15,9 +15,9 @@ from lxml import etree
 from signxml import XMLVerifier
 from signxml.exceptions import InvalidInput
 
-from authlib_saml2_grant.signature import _ParsedTreeVerifier
 from authlib_saml2_grant.xml import DS_NS
 from authlib_saml2_grant.xml import parse_xml
+from authlib_saml2_grant.xmldsig import ParsedTreeVerifier
 
 DSIG11_NS = "http://www.w3.org/2009/xmldsig11#"
 EXC_NS = "http://www.w3.org/2001/10/xml-exc-c14n#"
@@ -87,7 +87,7 @@ def elements(idp):
 @pytest.mark.parametrize(("query", "xpath"), QUERIES)
 def test_find_selects_what_signxml_selects(elements, query, xpath):
     """Item 9: each lookup returns signxml's element, or nothing when signxml finds nothing."""
-    ours, theirs = _ParsedTreeVerifier(), XMLVerifier()
+    ours, theirs = ParsedTreeVerifier(), XMLVerifier()
     found = 0
     for element in elements:
         expected = theirs._find(element, query, require=False, xpath=xpath)
@@ -106,13 +106,13 @@ def test_required_lookup_that_misses_raises_signxmls_error(idp):
     with pytest.raises(InvalidInput) as theirs:
         XMLVerifier()._find(signed_info, "Object")
     with pytest.raises(InvalidInput) as ours:
-        _ParsedTreeVerifier()._find(signed_info, "Object")
+        ParsedTreeVerifier()._find(signed_info, "Object")
     assert str(ours.value) == str(theirs.value)
 
 
 def test_inclusive_prefixes_match_signxml(elements):
     """The exc-c14n InclusiveNamespaces PrefixList is read as signxml reads it."""
-    ours, theirs = _ParsedTreeVerifier(), XMLVerifier()
+    ours, theirs = ParsedTreeVerifier(), XMLVerifier()
     seen = set()
     for element in elements:
         expected = theirs._get_inclusive_ns_prefixes(element)
@@ -123,7 +123,7 @@ def test_inclusive_prefixes_match_signxml(elements):
 
 def test_certificate_description_matches_signxml(idp, ec_idp):
     """The certificate text in signxml's errors is unchanged (and computed once)."""
-    ours, theirs = _ParsedTreeVerifier(), XMLVerifier()
+    ours, theirs = ParsedTreeVerifier(), XMLVerifier()
     for certificate in (idp.certificate, ec_idp.certificate):
         expected = theirs._get_cert_description(certificate, "provided x509_cert")
         assert ours._get_cert_description(certificate, "provided x509_cert") == expected
@@ -160,7 +160,7 @@ def test_reference_resolves_as_in_signxml(uri):
     """Item 9: a same-document Reference URI selects signxml's element, or fails as signxml does."""
     reference = etree.Element(f"{{{DS_NS}}}Reference", URI=uri)
     results = []
-    for verifier in (_ParsedTreeVerifier(), XMLVerifier()):
+    for verifier in (ParsedTreeVerifier(), XMLVerifier()):
         verifier.id_attributes = ("ID",)  # what verify(id_attribute="ID") sets
         root = parse_xml(REFERENCED)
         try:
@@ -174,7 +174,7 @@ def test_reference_resolves_as_in_signxml(uri):
 
 def test_reference_lookup_finds_and_refuses():
     """The corpus above holds hits, a duplicate and a miss (else the test is vacuous)."""
-    verifier = _ParsedTreeVerifier()
+    verifier = ParsedTreeVerifier()
     verifier.id_attributes = ("ID",)
     root = parse_xml(REFERENCED)
 

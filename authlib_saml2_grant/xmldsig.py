@@ -1,0 +1,123 @@
+"""signxml's ``XMLVerifier``, adapted to the tree :func:`~.xml.parse_xml` parsed.
+
+:mod:`~.signature` decides which keys and algorithms a signature may use and
+what it must cover; this module only makes signxml's verification cheaper
+without changing its result. signxml is handed the hardened tree instead of
+re-parsing it, its lookups of direct children become child walks, and its
+Reference URI XPath is compiled once. ``tests/test_signature_lookups.py``
+compares every such lookup with signxml's own; every check, transform,
+canonicalization and cryptographic step is still signxml's.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import threading
+
+from cryptography import x509
+from lxml import etree
+from signxml import XMLVerifier
+from signxml.util import namespaces as signxml_namespaces
+
+from .xml import qname
+
+__all__ = ["ParsedTreeVerifier", "thread_verifier"]
+
+_INCLUSIVE_NAMESPACES = qname(signxml_namespaces["ec"], "InclusiveNamespaces")
+_local = threading.local()
+#: A name without a prefix, predicate or path step.
+_NCNAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+
+
+class ParsedTreeVerifier(XMLVerifier):
+    """signxml's verifier, given the tree :func:`~.xml.parse_xml` already parsed.
+
+    signxml would serialize and re-parse an element handed to it; it never
+    mutates the root (it works on copies), so the hardened parse is reused.
+    """
+
+    def get_root(self, data):
+        if isinstance(data, etree._Element):
+            return data
+        return super().get_root(data)  # pragma: no cover - we always pass a tree
+
+    # signxml looks up each ds:* child with ElementPath and a namespace map,
+    # about 3 us a lookup and a dozen lookups a verification. A lookup of one
+    # direct child by name has the same result as a walk of the children
+    # filtered by tag, done in C; anything else still goes to signxml.
+
+    def _find(self, element, query, require=True, xpath=""):
+        tag = _child_tag(query, xpath) if isinstance(element, etree._Element) else None
+        if tag is None:
+            return super()._find(element, query, require=require, xpath=xpath)
+        for child in element.iterchildren(tag):
+            return child
+        if require:  # signxml raises its own InvalidInput, with its message
+            return super()._find(element, query, require=require, xpath=xpath)
+        return None
+
+    def _findall(self, element, query, xpath=""):
+        tag = _child_tag(query, xpath) if isinstance(element, etree._Element) else None
+        if tag is None:
+            return super()._findall(element, query, xpath=xpath)
+        return list(element.iterchildren(tag))
+
+    def _get_inclusive_ns_prefixes(self, transform_node):
+        # signxml: ./ec:InclusiveNamespaces[@PrefixList], by ElementPath.
+        for node in transform_node.iterchildren(_INCLUSIVE_NAMESPACES):
+            prefixes = node.get("PrefixList")
+            if prefixes is not None:
+                return prefixes.split(" ")
+        return None
+
+    def _resolve_reference(self, doc_root, reference, uri_resolver=None):
+        # signxml compiles //*[@*[local-name() = 'ID']=$uri] on every call;
+        # the same expression is compiled once here. Only an unambiguous hit
+        # is answered: misses, duplicates and other URIs go to signxml.
+        uri = reference.get("URI")
+        if self.id_attributes == ("ID",) and uri and uri[0] == "#" and "(" not in uri:
+            found = _BY_ID(doc_root, uri=uri.lstrip("#"))
+            if len(found) == 1:
+                return found[0]
+        return super()._resolve_reference(doc_root, reference, uri_resolver=uri_resolver)
+
+    def _get_cert_description(self, cert, cert_source):
+        # Built on every verification, used only in error messages: once per
+        # pinned certificate object (hashing a certificate costs more).
+        key = (id(cert), cert_source)
+        entry = _descriptions.get(key)
+        if entry is None or entry[0] is not cert:
+            if len(_descriptions) >= 256:
+                _descriptions.clear()
+            entry = _descriptions[key] = (cert, _DESCRIBER._get_cert_description(cert, cert_source))
+        return entry[1]
+
+
+@functools.lru_cache(maxsize=64)
+def _child_tag(query: str, xpath: str) -> str | None:
+    """The Clark tag signxml's ``_find(element, query, xpath=xpath)`` selects
+    among direct children, or ``None`` when the query is more than that."""
+    if xpath not in ("", "./"):
+        return None
+    prefix, _, name = query.rpartition(":")
+    namespace = signxml_namespaces.get(prefix or "ds")
+    if namespace is None or not _NCNAME.fullmatch(name):
+        return None
+    return qname(namespace, name)
+
+
+#: signxml's same-document reference lookup with ``id_attribute="ID"``.
+_BY_ID = etree.XPath("//*[@*[local-name() = 'ID']=$uri]")
+#: signxml's own verifier, only to describe certificates the way it does.
+_DESCRIBER = XMLVerifier()
+_descriptions: dict[tuple[int, str], tuple[x509.Certificate, str]] = {}
+
+
+def thread_verifier() -> ParsedTreeVerifier:
+    """This thread's :class:`ParsedTreeVerifier`."""
+    # XMLVerifier keeps per-call state on the instance: one per thread.
+    verifier = getattr(_local, "verifier", None)
+    if verifier is None:
+        verifier = _local.verifier = ParsedTreeVerifier()
+    return verifier
