@@ -9,7 +9,8 @@ signed assertion has many byte encodings.
 A cache implements one atomic operation, :meth:`ReplayCache.add`. A cache that
 writes within the caller's database transaction also has ``commit()`` and
 ``rollback()``; the grant commits once the token is saved, before answering,
-and rolls back when the token could not be issued.
+and rolls back when the token could not be issued (a ``rollback()`` that
+returns ``False`` could not release the keys: the assertion stays spent).
 """
 
 from __future__ import annotations
@@ -221,10 +222,18 @@ class SQLAlchemyReplayCache:
                 session.commit()
             self._purge_as_it_goes(int(time.time()))
 
-    def rollback(self) -> None:
-        """Roll back the request's transaction: the keys it wrote are not spent."""
-        if self.transactional:
-            self._db.session.rollback()
+    def rollback(self) -> bool:
+        """Roll back the request's transaction: the keys it wrote are not spent.
+
+        :return: whether the keys :meth:`add` wrote were released; ``False``
+            when they were committed at once (not ``transactional``, or a
+            database without ``ON CONFLICT``).
+        """
+        if not self.transactional:
+            return False
+        session = self._db.session
+        session.rollback()
+        return self._upsert(session.get_bind(clause=self.table).dialect) is not None
 
     def _upsert(self, dialect: Any) -> Any:
         """The prepared insert-or-take-over-expired statement for ``dialect``.

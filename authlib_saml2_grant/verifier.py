@@ -235,8 +235,7 @@ class AssertionVerifier:
         rollback = getattr(self.replay_cache, "rollback", None)
         if rollback is None or not getattr(self.replay_cache, "transactional", False):
             return False
-        rollback()
-        return True
+        return rollback() is not False
 
     # -- steps ----------------------------------------------------------------
 

@@ -81,6 +81,21 @@ def test_failed_token_save_leaves_the_assertion_unspent(harness, idp, caplog):
     assert harness.reasons == ["token_error", "replayed"]
 
 
+def test_database_without_on_conflict_reports_the_spent_assertion(
+    harness, idp, caplog, monkeypatch
+):
+    """Without ``ON CONFLICT`` the key is committed at once, so a failed token save
+    spends the assertion, and the log says so instead of claiming a release."""
+    monkeypatch.setattr(replay_cache, "_upsert", lambda dialect: None)
+    assertion = mint_for(idp)
+    with token_store_down(harness.app), caplog.at_level(logging.INFO, "authlib_saml2_grant"):
+        assert harness.token(assertion)[0] == 400
+    assert "'assertion_spent': True" in caplog.text
+    assert replay_rows(replay_cache) == 1
+    assert harness.token(assertion)[0] == 400
+    assert harness.reasons == ["token_error", "replayed"]
+
+
 def test_grant_commits_when_save_token_does_not(harness, idp, monkeypatch):
     """No second token: a host ``save_token`` that only adds the token to the session
     still gets both committed by the grant before the token is sent."""
