@@ -2,9 +2,9 @@
 
 The load generator is bounded: a fixed number of pre-minted requests per
 grant, a fixed number of client threads, and a time cap after which no new
-request starts. Phases alternate between the grants (SAML, JWT, SAML, ...)
-so both see the same machine. Replay protection is on for both: our
-``SQLAlchemyReplayCache`` on the SQLite file the tokens go to.
+request starts. Phases alternate between the grants in ABBA order (SAML, JWT,
+JWT, SAML, ...) so both see the same machine. Replay protection is on for
+both: our ``SQLAlchemyReplayCache`` on the SQLite file the tokens go to.
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ class LoadResult:
     requests: int
     errors: int
     seconds: float
+    #: Requests per second of each round, in order (the spread shows the noise).
+    rounds: tuple[float, ...] = ()
 
     @property
     def rps(self) -> float:
@@ -163,21 +165,27 @@ def run_load(
     env = {**os.environ, "SAML2_BENCH_DIR": directory}
     process = subprocess.Popen(command, env=env, cwd=os.getcwd())
     totals = {"SAML2BearerGrant": [0, 0, 0.0], "JWTBearerGrant + jti replay": [0, 0, 0.0]}
+    rounds: dict[str, list[float]] = {name: [] for name in totals}
     try:
         _wait_ready(port, process)
         deadline = time.monotonic() + time_cap
         size = max(1, requests // phases)
         warm = [(p, b.encode(), h) for p, b, h in saml[:20] + jwts[:20]]
         _phase(port, warm, threads, deadline)
+        order = [("SAML2BearerGrant", saml), ("JWTBearerGrant + jti replay", jwts)]
         for index in range(phases):
             chunk = slice(20 + index * size, 20 + (index + 1) * size)
-            for name, bodies in (("SAML2BearerGrant", saml), ("JWTBearerGrant + jti replay", jwts)):
+            # ABBA: each grant goes first in half the rounds, so a machine
+            # that drifts faster or slower over the run favours neither.
+            for name, bodies in order if index % 2 == 0 else order[::-1]:
                 batch = [(p, b.encode(), h) for p, b, h in bodies[chunk]]
                 done, errors, seconds = _phase(port, batch, threads, deadline)
                 total = totals[name]
                 total[0] += done - errors
                 total[1] += errors
                 total[2] += seconds
+                if done:  # not a phase the time cap cut off before it started
+                    rounds[name].append((done - errors) / seconds)
     finally:
         process.terminate()
         try:
@@ -185,4 +193,4 @@ def run_load(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=15)
-    return [LoadResult(name, *values) for name, values in totals.items()]
+    return [LoadResult(name, *values, tuple(rounds[name])) for name, values in totals.items()]

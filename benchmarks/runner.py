@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import statistics
 import sys
 import tempfile
 import time
@@ -210,6 +211,17 @@ def run(plan: Plan, load: bool = False, command: str = "python -m benchmarks") -
         share = results[0].rps / results[1].rps if results[1].rps else 0.0
         ok = share >= 0.85 and not any(r.errors for r in results)
         targets.rows.append(["load req/s >= 85% of JWT bearer", f"{share:.1%}", _verdict(ok)])
+        paired = sorted(
+            saml / jwt for saml, jwt in zip(results[0].rounds, results[1].rounds, strict=False)
+        )
+        if paired:
+            targets.rows.append(
+                [
+                    "(info) load, per round: min / median / max",
+                    f"{paired[0]:.0%} / {statistics.median(paired):.0%} / {paired[-1]:.0%}",
+                    "-",
+                ]
+            )
     else:
         targets.rows.append(["load req/s >= 85% of JWT bearer", "not run (--load)", "-"])
 
