@@ -6,17 +6,20 @@ The SAML 2.0 Bearer Assertion grant for Authlib's OAuth 2.0 server.
 https://www.rfc-editor.org/rfc/rfc7522
 """
 
+from .assertion import Attributes
 from .assertion import VerifiedAssertion
 from .errors import REASONS
 from .errors import AssertionRejected
 from .errors import ConfigurationError
+from .extension import SAML2Bearer
+from .extension import get_settings
+from .extension import init_app
 from .grant import SAML2_BEARER_GRANT_TYPE
 from .grant import SAML2BearerGrant
 from .replay import MemoryReplayCache
 from .replay import ReplayCache
 from .replay import SQLAlchemyReplayCache
-from .settings import get_settings
-from .settings import init_app
+from .replay import TransactionalReplayCache
 from .signals import assertion_accepted
 from .signals import assertion_rejected
 from .signature import SignaturePolicy
@@ -31,8 +34,10 @@ __version__ = "0.1.0"
 __all__ = [
     "SAML2_BEARER_GRANT_TYPE",
     "SAML2BearerGrant",
+    "SAML2Bearer",
     "AssertionVerifier",
     "VerifiedAssertion",
+    "Attributes",
     "AssertionRejected",
     "ConfigurationError",
     "REASONS",
@@ -42,6 +47,7 @@ __all__ = [
     "load_metadata",
     "SignaturePolicy",
     "ReplayCache",
+    "TransactionalReplayCache",
     "MemoryReplayCache",
     "SQLAlchemyReplayCache",
     "init_app",

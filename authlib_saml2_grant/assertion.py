@@ -1,23 +1,68 @@
-"""The immutable result of a successful verification."""
+"""The immutable result of a successful verification, and its attributes."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from collections.abc import Iterator
 from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field
 from datetime import datetime
-from types import MappingProxyType
+from typing import Any
 
-__all__ = ["VerifiedAssertion"]
+__all__ = ["Attributes", "VerifiedAssertion"]
+
+
+class Attributes(Mapping[str, tuple[str, ...]]):
+    """SAML attribute ``Name`` to its values, read-only, hashable and picklable.
+
+    It holds plain tuples (no XML tree), in document order: a name that
+    appears in several ``Attribute`` elements has all their values, in order.
+
+    :param items: ``(name, values)`` pairs.
+    """
+
+    __slots__ = ("_items", "_index")
+
+    def __init__(self, items: Iterable[tuple[str, Iterable[str]]] = ()) -> None:
+        index: dict[str, tuple[str, ...]] = {}
+        for name, values in items:
+            index[name] = index.get(name, ()) + tuple(values)
+        self._index = index
+        self._items: tuple[tuple[str, tuple[str, ...]], ...] = tuple(index.items())
+
+    def __getitem__(self, name: str) -> tuple[str, ...]:
+        return self._index[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return hash(self._items)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Attributes):
+            return self._items == other._items
+        return Mapping.__eq__(self, other)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Attributes, (self._items,))
+
+    def __repr__(self) -> str:
+        return f"Attributes({self._index!r})"
 
 
 @dataclass(frozen=True)
 class VerifiedAssertion:
     """A SAML 2.0 assertion that passed every check of :rfc:`7522#section-3`.
 
-    Every value was read from the element signxml proved signed. The grant
-    stores it on the request as ``request.saml2_assertion`` so that hooks,
-    token generators and extensions can read it.
+    Every value was read from the element signxml proved signed; nothing of
+    the XML tree is kept, so the object is immutable, hashable and picklable.
+    The grant stores it on the request as ``request.saml2_assertion`` so that
+    hooks, token generators and extensions can read it.
     """
 
     #: The IdP entity ID (``saml:Issuer``).
@@ -49,9 +94,13 @@ class VerifiedAssertion:
     #: ``AuthnStatement/@SessionIndex``, if any.
     session_index: str | None = None
     #: Attribute name to its values, from every ``AttributeStatement``.
-    attributes: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    attributes: Attributes = field(default_factory=Attributes)
     #: Whether ``Conditions/OneTimeUse`` was present (always enforced anyway).
     one_time_use: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.attributes, Attributes):  # e.g. a dict in a test
+            object.__setattr__(self, "attributes", Attributes(dict(self.attributes).items()))
 
     def get_attribute(self, name: str, default: str | None = None) -> str | None:
         """The first value of an attribute, or ``default``."""

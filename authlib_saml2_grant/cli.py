@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from . import __version__
 from .errors import ConfigurationError
 from .inspection import FAIL
 from .inspection import NOT_RUN
@@ -48,15 +49,27 @@ EXIT_VALID = 0
 EXIT_INVALID = 1
 EXIT_USAGE = 2
 
+#: The Audience of a minted assertion when no ``--audience`` is given.
+MINT_AUDIENCE = "https://as.example.com"
+
 
 class UsageError(Exception):
     """Bad arguments or unusable input files: exit status 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``saml2-bearer`` parser: ``--version`` and the ``inspect`` and
+    ``mint`` subcommands, every option with its help text and default.
+    """
     parser = argparse.ArgumentParser(
         prog="saml2-bearer",
         description="Inspect and mint SAML 2.0 bearer assertions (RFC 7522).",
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"%(prog)s {__version__}",
+        help="print the version and exit",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_inspect(commands)
@@ -74,20 +87,75 @@ def _add_inspect(commands) -> None:
     p.add_argument(
         "assertion", help="file with the assertion (base64url, Base64 or XML); - = stdin"
     )
-    trust = p.add_argument_group("trust (repeatable)")
-    trust.add_argument("--metadata", action="append", default=[], metavar="FILE")
-    trust.add_argument("--certificate", action="append", default=[], metavar="PEM_FILE")
-    trust.add_argument("--issuer", action="append", default=[], metavar="ENTITY_ID")
+    trust = p.add_argument_group(
+        "trust",
+        "The trusted identity providers: --metadata, --certificate with --issuer, or --app.",
+    )
+    trust.add_argument(
+        "--metadata",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="SAML 2.0 metadata file; trust each IdP it describes with its signing "
+        "certificates (repeatable)",
+    )
+    trust.add_argument(
+        "--certificate",
+        action="append",
+        default=[],
+        metavar="PEM_FILE",
+        help="trust this PEM signing certificate for the --issuer given at the same position "
+        "(repeatable)",
+    )
+    trust.add_argument(
+        "--issuer",
+        action="append",
+        default=[],
+        metavar="ENTITY_ID",
+        help="the IdP entity ID (the assertion's Issuer) of the matching --certificate; "
+        "one --issuer applies to every --certificate (repeatable)",
+    )
     trust.add_argument(
         "--app",
         metavar="IMPORT",
         help="use the verifier of this Flask app (e.g. example_app), as its grant does",
     )
-    p.add_argument("--audience", action="append", default=[], help="accepted Audience")
-    p.add_argument("--recipient", action="append", default=[], help="accepted Recipient")
-    p.add_argument("--clock-skew", type=int, default=60, metavar="SECONDS")
-    p.add_argument("--max-lifetime", type=int, default=7200, metavar="SECONDS")
-    p.add_argument("--max-size", type=int, default=131_072, metavar="BYTES")
+    p.add_argument(
+        "--audience",
+        action="append",
+        default=[],
+        help="accepted Audience, this server's identity (repeatable; required unless --app, "
+        "whose audiences it then overrides)",
+    )
+    p.add_argument(
+        "--recipient",
+        action="append",
+        default=[],
+        help="accepted SubjectConfirmationData Recipient, the token endpoint URL "
+        "(repeatable; default: the accepted audiences; with --app, the app's recipients)",
+    )
+    limits = p.add_argument_group("limits", "Ignored with --app: the app's settings apply.")
+    limits.add_argument(
+        "--clock-skew",
+        type=int,
+        default=60,
+        metavar="SECONDS",
+        help="tolerated clock difference with the IdP (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--max-lifetime",
+        type=int,
+        default=7200,
+        metavar="SECONDS",
+        help="longest accepted window from IssueInstant to any NotOnOrAfter (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--max-size",
+        type=int,
+        default=131_072,
+        metavar="BYTES",
+        help="largest accepted assertion parameter, before decoding (default: %(default)s)",
+    )
     p.add_argument("--now", type=_instant, help="verify at this ISO 8601 time (default: now)")
     p.add_argument("--json", action="store_true", help="print JSON for machines")
     p.set_defaults(handler=inspect_command)
@@ -99,27 +167,91 @@ def _add_mint(commands) -> None:
         help="sign a test assertion",
         description="Create a signed SAML 2.0 bearer assertion for tests; print it base64url.",
     )
-    keys = p.add_argument_group("signing key (default: a throwaway pair)")
-    keys.add_argument("--key", metavar="PEM_FILE", help="unencrypted PEM private key")
-    keys.add_argument("--certificate", metavar="PEM_FILE", help="its certificate")
-    keys.add_argument("--key-type", choices=("rsa", "ec"), default="rsa")
-    keys.add_argument("--write-key", metavar="FILE", help="save the generated key here")
-    keys.add_argument("--write-certificate", metavar="FILE", help="save its certificate here")
-    p.add_argument("--issuer", default="https://idp.example.com")
-    p.add_argument("--subject", default="alice@example.com", help="the NameID")
-    p.add_argument(
-        "--name-id-format", default="urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"
+    keys = p.add_argument_group("signing key", "Default: a throwaway pair generated for this run.")
+    keys.add_argument(
+        "--key",
+        metavar="PEM_FILE",
+        help="sign with this unencrypted PEM private key, RSA or EC (needs --certificate)",
     )
-    p.add_argument("--audience", action="append", default=[], help="repeatable")
-    p.add_argument("--recipient", default="https://as.example.com/oauth/token")
-    p.add_argument("--lifetime", type=int, default=300, metavar="SECONDS")
-    p.add_argument("--issue-instant", type=_instant, help="ISO 8601 (default: now)")
-    p.add_argument("--id", dest="assertion_id", metavar="ID", help="Assertion/@ID")
-    p.add_argument("--in-response-to", metavar="ID")
-    p.add_argument(
-        "--attribute", action="append", default=[], metavar="NAME=VALUE", help="repeatable"
+    keys.add_argument(
+        "--certificate",
+        metavar="PEM_FILE",
+        help="the PEM certificate of --key, embedded in the signature's KeyInfo",
     )
-    p.add_argument("--one-time-use", action="store_true")
+    keys.add_argument(
+        "--key-type",
+        choices=("rsa", "ec"),
+        default="rsa",
+        help="type of the generated pair: rsa (RSA-SHA256) or ec (ECDSA-SHA256 on P-256) "
+        "(default: %(default)s)",
+    )
+    keys.add_argument(
+        "--write-key",
+        metavar="FILE",
+        help="save the generated private key here (PKCS#8 PEM, mode 0600)",
+    )
+    keys.add_argument(
+        "--write-certificate",
+        metavar="FILE",
+        help="save the generated certificate here (PEM), to give inspect or the server",
+    )
+    p.add_argument(
+        "--issuer",
+        default="https://idp.example.com",
+        help="the IdP entity ID, the Issuer (default: %(default)s)",
+    )
+    p.add_argument(
+        "--subject", default="alice@example.com", help="the Subject's NameID (default: %(default)s)"
+    )
+    p.add_argument(
+        "--name-id-format",
+        default="urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress",
+        help="the NameID Format (default: %(default)s)",
+    )
+    p.add_argument(
+        "--audience",
+        action="append",
+        default=[],
+        help=f"an Audience of the AudienceRestriction (repeatable; default: {MINT_AUDIENCE})",
+    )
+    p.add_argument(
+        "--recipient",
+        default="https://as.example.com/oauth/token",
+        help="the SubjectConfirmationData Recipient, the token endpoint URL (default: %(default)s)",
+    )
+    p.add_argument(
+        "--lifetime",
+        type=int,
+        default=300,
+        metavar="SECONDS",
+        help="from IssueInstant to NotOnOrAfter (default: %(default)s)",
+    )
+    p.add_argument(
+        "--issue-instant",
+        type=_instant,
+        help="the IssueInstant, ISO 8601, UTC unless a zone is given (default: now)",
+    )
+    p.add_argument(
+        "--id",
+        dest="assertion_id",
+        metavar="ID",
+        help="the Assertion ID (default: a random one)",
+    )
+    p.add_argument(
+        "--in-response-to",
+        metavar="ID",
+        help="add InResponseTo=ID to the SubjectConfirmationData, as a browser SSO response "
+        "has; the grant refuses it (default: no InResponseTo)",
+    )
+    p.add_argument(
+        "--attribute",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="add an attribute value to the AttributeStatement (repeatable; a repeated NAME "
+        "gets several values)",
+    )
+    p.add_argument("--one-time-use", action="store_true", help="add a OneTimeUse condition")
     p.add_argument("--xml", action="store_true", help="print raw XML instead of base64url")
     p.set_defaults(handler=mint_command)
 
@@ -217,7 +349,7 @@ def _app_verifier(args: argparse.Namespace) -> AssertionVerifier:
     from flask.cli import NoAppException
     from flask.cli import ScriptInfo
 
-    from .settings import get_settings
+    from .extension import get_settings
 
     try:
         app = ScriptInfo(app_import_path=args.app).load_app()
@@ -289,7 +421,7 @@ def mint_command(args: argparse.Namespace) -> int:
     fields: dict[str, Any] = {
         "subject": args.subject,
         "name_id_format": args.name_id_format,
-        "audience": args.audience or ["https://as.example.com"],
+        "audience": args.audience or [MINT_AUDIENCE],
         "recipient": args.recipient,
         "lifetime": timedelta(seconds=args.lifetime),
         "attributes": _attributes(args.attribute),

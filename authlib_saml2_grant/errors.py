@@ -7,7 +7,10 @@ in :class:`AssertionRejected` to logs and signals for operators.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from collections.abc import Mapping
+from contextlib import contextmanager
 from types import MappingProxyType
 from typing import Any
 
@@ -15,7 +18,11 @@ __all__ = [
     "REASONS",
     "AssertionRejected",
     "ConfigurationError",
+    "describe_error",
+    "fail_closed",
 ]
+
+log = logging.getLogger(__name__)
 
 #: Every reason code the verifier and the grant can report, with the check
 #: that produces it. The codes are stable: operators alert and dashboard on them.
@@ -90,6 +97,31 @@ class AssertionRejected(Exception):
 
     def __repr__(self) -> str:
         return f"AssertionRejected({self.reason!r}, {self.message!r})"
+
+
+def describe_error(exc: BaseException) -> str:
+    """An exception as a short detail for logs: its type and the start of its message."""
+    return f"{type(exc).__name__}: {str(exc)[:160]}"
+
+
+@contextmanager
+def fail_closed() -> Iterator[None]:
+    """Turn any unexpected exception of the block into ``verification_error``.
+
+    A bug, or a failing hook, during verification refuses the assertion
+    (never a 500, never an acceptance); the traceback goes to the log.
+    """
+    try:
+        yield
+    except AssertionRejected:
+        raise
+    except Exception as exc:
+        log.exception("SAML2 bearer assertion verification failed unexpectedly")
+        raise AssertionRejected(
+            "verification_error",
+            "Verification raised an unexpected error",
+            error=describe_error(exc),
+        ) from exc
 
 
 class ConfigurationError(ValueError):

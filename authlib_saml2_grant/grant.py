@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from functools import cached_property
 from typing import Any
+from typing import NoReturn
 
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import BaseGrant
@@ -17,7 +19,11 @@ from flask import current_app
 
 from .assertion import VerifiedAssertion
 from .errors import AssertionRejected
-from .settings import get_settings
+from .errors import describe_error
+from .errors import fail_closed
+from .extension import get_settings
+from .replay import spend_assertion
+from .settings import Saml2BearerSettings
 from .signals import assertion_accepted
 from .signals import assertion_rejected
 from .trust import IdentityProvider
@@ -93,12 +99,18 @@ class SAML2BearerGrant(BaseGrant, TokenEndpointMixin):
         raw = self.get_assertion_parameter()
         verifier = self.get_verifier()
         try:
-            assertion = self._verify(verifier, raw)
+            with fail_closed():  # the hooks may fail too
+                assertion = verifier.verify(
+                    raw,
+                    audiences=self.get_audiences(),
+                    recipients=self.get_recipients(),
+                    resolve_identity_provider=self.resolve_identity_provider,
+                )
             self.request.saml2_assertion = assertion
             self.validate_requested_scope()
             user = self._resolve_user(client, assertion)
             # Last: a failed request above must not burn the assertion.
-            verifier.consume(assertion)
+            spend_assertion(self.settings.replay_cache, assertion, verifier.clock_skew)
         except AssertionRejected as exc:
             self._reject(exc)
         self.request.user = user
@@ -121,25 +133,26 @@ class SAML2BearerGrant(BaseGrant, TokenEndpointMixin):
         grant type; a refresh token is included only when
         ``SAML2_BEARER_ISSUE_REFRESH_TOKEN`` is true.
         """
-        verifier = self.get_verifier()
+        settings = self.settings
         try:
             token = self.generate_token(
                 user=self.request.user,
                 scope=self.request.payload.scope,
-                include_refresh_token=get_settings().issue_refresh_token,
+                include_refresh_token=settings.issue_refresh_token,
             )
             log.debug("Issue token %r to %r", token, self.client)
             self.save_token(token)
-            # The replay record is durable before the token leaves the server.
-            verifier.commit_consumed()
+            if settings.transactional_replay:
+                # The replay record is durable before the token leaves the server.
+                settings.replay_cache.commit()  # type: ignore[attr-defined]
         except Exception as exc:  # e.g. the token database is down: no 500
             log.exception("SAML2 bearer token could not be issued")
             self._reject(
                 AssertionRejected(
                     "token_error",
                     "Generating or saving the token failed",
-                    error=f"{type(exc).__name__}: {str(exc)[:160]}",
-                    assertion_spent=not self._release_consumed(verifier),
+                    error=describe_error(exc),
+                    assertion_spent=not self._release_spent(settings),
                 )
             )
         return 200, token, self.TOKEN_RESPONSE_HEADER
@@ -158,30 +171,15 @@ class SAML2BearerGrant(BaseGrant, TokenEndpointMixin):
                 description="The client could not be authenticated.",
             ) from exc
 
-    def _release_consumed(self, verifier: AssertionVerifier) -> bool:
+    def _release_spent(self, settings: Saml2BearerSettings) -> bool:
+        """Roll back the uncommitted replay record; whether the assertion is unspent."""
+        if not settings.transactional_replay:
+            return False  # recorded at once: the assertion stays spent
         try:
-            return verifier.release_consumed()
+            return settings.replay_cache.rollback() is not False  # type: ignore[attr-defined]
         except Exception:  # the database is gone: its transaction is lost with it
             log.exception("Rolling back the SAML2 bearer replay record failed")
             return False
-
-    def _verify(self, verifier: AssertionVerifier, raw: str) -> VerifiedAssertion:
-        try:
-            return verifier.verify(
-                raw,
-                audiences=self.get_audiences(),
-                recipients=self.get_recipients(),
-                resolve_identity_provider=self.resolve_identity_provider,
-            )
-        except AssertionRejected:
-            raise
-        except Exception as exc:  # a bug or a failing hook must not become a 500
-            log.exception("SAML2 bearer assertion verification failed unexpectedly")
-            raise AssertionRejected(
-                "verification_error",
-                "Verification raised an unexpected error",
-                error=f"{type(exc).__name__}: {str(exc)[:160]}",
-            ) from exc
 
     def _resolve_user(self, client: Any, assertion: VerifiedAssertion) -> Any:
         try:
@@ -192,11 +190,24 @@ class SAML2BearerGrant(BaseGrant, TokenEndpointMixin):
             raise AssertionRejected(
                 "user_lookup_error",
                 "Looking up the user of the assertion failed",
-                error=f"{type(exc).__name__}: {str(exc)[:160]}",
+                error=describe_error(exc),
             ) from exc
         if user is None:
             raise AssertionRejected(
                 "user_unknown", "No user matches the assertion subject", subject=assertion.subject
+            )
+        if not callable(getattr(user, "get_user_id", None)):
+            # Authlib's token generator and save_token call user.get_user_id().
+            log.error(
+                "%s.authenticate_user() returned a %s without get_user_id(): "
+                "Authlib needs it on the user model to issue tokens",
+                type(self).__name__,
+                type(user).__name__,
+            )
+            raise AssertionRejected(
+                "user_lookup_error",
+                "authenticate_user() returned a user without get_user_id()",
+                user_type=type(user).__name__,
             )
         if not allowed:
             raise AssertionRejected(
@@ -277,11 +288,16 @@ class SAML2BearerGrant(BaseGrant, TokenEndpointMixin):
         """
         return self.get_verifier().trust.get(issuer)
 
+    @cached_property
+    def settings(self) -> Saml2BearerSettings:
+        """The app's ready ``SAML2_BEARER_*`` settings (see :class:`~.SAML2Bearer`)."""
+        return get_settings()
+
     def get_verifier(self) -> AssertionVerifier:
         """The app's verifier, built once from its settings."""
-        return get_settings().verifier
+        return self.settings.verifier
 
-    def _reject(self, exc: AssertionRejected) -> None:
+    def _reject(self, exc: AssertionRejected) -> NoReturn:
         client = self.request.client
         client_id = client.get_client_id() if client is not None else None
         log.info(

@@ -2,15 +2,17 @@
 
 A bearer assertion can be redeemed by whoever holds it, so once every check
 of :rfc:`7522#section-3` has passed, its (Issuer, ID) pair is recorded until
-it expires; a second redemption finds the record and is refused. The key is
-derived from the signed values, never from the raw parameter, because one
-signed assertion has many byte encodings.
+it expires (item 6); a second redemption finds the record and is refused.
+The key is derived from the signed values, never from the raw parameter,
+because one signed assertion has many byte encodings.
 
 A cache implements one atomic operation, :meth:`ReplayCache.add`. A cache that
-writes within the caller's database transaction also has ``commit()`` and
-``rollback()``; the grant commits once the token is saved, before answering,
-and rolls back when the token could not be issued (a ``rollback()`` that
-returns ``False`` could not release the keys: the assertion stays spent).
+writes within the request's database transaction is a
+:class:`TransactionalReplayCache`: it also has ``commit()`` and ``rollback()``.
+The grant records the assertion with :func:`spend_assertion`, commits once the
+token is saved and before answering, and rolls back when the token could not
+be issued (a ``rollback()`` that returns ``False`` could not release the
+keys: the assertion stays spent). The verifier never touches a cache.
 """
 
 from __future__ import annotations
@@ -21,15 +23,24 @@ import logging
 import threading
 import time
 from datetime import datetime
+from datetime import timedelta
 from typing import Any
 from typing import Protocol
 from typing import runtime_checkable
 
+from .assertion import VerifiedAssertion
+from .errors import AssertionRejected
+from .errors import ConfigurationError
+from .errors import describe_error
+
 __all__ = [
     "ReplayCache",
+    "TransactionalReplayCache",
     "MemoryReplayCache",
     "SQLAlchemyReplayCache",
+    "check_replay_cache",
     "replay_key",
+    "spend_assertion",
 ]
 
 log = logging.getLogger(__name__)
@@ -51,6 +62,69 @@ class ReplayCache(Protocol):
             it was already recorded and has not expired (a replay).
         """
         ...  # pragma: no cover
+
+
+@runtime_checkable
+class TransactionalReplayCache(ReplayCache, Protocol):
+    """A replay cache whose :meth:`add` writes within the request's transaction."""
+
+    def commit(self) -> None:
+        """Make the keys :meth:`add` wrote durable; called once the token is saved."""
+        ...  # pragma: no cover
+
+    def rollback(self) -> bool:
+        """Undo the keys :meth:`add` wrote; called when no token was issued.
+
+        :return: whether they were released (``False``: the assertion stays spent).
+        """
+        ...  # pragma: no cover
+
+
+def check_replay_cache(cache: Any, setting: str = "SAML2_BEARER_REPLAY_CACHE") -> ReplayCache:
+    """Check once, at start-up, that ``cache`` is a :class:`ReplayCache`, and
+    a whole :class:`TransactionalReplayCache` if it has either of its methods.
+
+    :raise ConfigurationError: naming ``setting``.
+    """
+    if not callable(getattr(cache, "add", None)):
+        raise ConfigurationError(f"{setting} must have an add(key, expires_at) method")
+    methods = [name for name in ("commit", "rollback") if callable(getattr(cache, name, None))]
+    if len(methods) == 1:
+        raise ConfigurationError(
+            f"{setting} has {methods[0]}() but not both commit() and rollback(): a cache "
+            "writing within the request's transaction needs both"
+        )
+    return cache
+
+
+def spend_assertion(
+    cache: ReplayCache, assertion: VerifiedAssertion, clock_skew: timedelta
+) -> None:
+    """Record the assertion as used until it expires (plus skew), atomically.
+
+    :rfc:`7522#section-3` item 6 lets the server refuse replays; this server
+    always does, so a bearer assertion yields at most one token.
+
+    :raise AssertionRejected: ``replayed`` if it was used before, or
+        ``replay_cache_error`` if the cache failed (fails closed).
+    """
+    key = replay_key(assertion.issuer, assertion.assertion_id)
+    try:
+        first_use = cache.add(key, assertion.expires_at + clock_skew)
+    except Exception as exc:  # a database or network outage fails closed
+        log.exception("Replay cache failure")
+        raise AssertionRejected(
+            "replay_cache_error",
+            "The replay cache could not record the assertion",
+            error=describe_error(exc),
+        ) from exc
+    if not first_use:
+        raise AssertionRejected(
+            "replayed",
+            "The assertion was already used",
+            issuer=assertion.issuer,
+            assertion_id=assertion.assertion_id,
+        )
 
 
 class MemoryReplayCache:

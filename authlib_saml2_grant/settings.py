@@ -1,27 +1,29 @@
-"""Flask settings (``SAML2_BEARER_*``) turned into ready objects, once per app.
+"""Flask settings (``SAML2_BEARER_*``) turned into ready objects.
 
-:func:`init_app` reads and validates every setting at start-up, failing with
-a :class:`ConfigurationError` that names the bad key, and builds the
-:class:`AssertionVerifier` (parsed certificates, compiled allow-lists, replay
-cache). Requests only look the result up in ``app.extensions``.
+:func:`load_settings` reads and validates every setting, failing with a
+:class:`ConfigurationError` that names the bad key, and builds the
+:class:`AssertionVerifier` (parsed certificates, compiled allow-lists) and
+the replay cache. The :class:`~authlib_saml2_grant.SAML2Bearer` extension
+calls it once per app, at start-up; requests only look the result up.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
+from collections.abc import Callable
 from collections.abc import Mapping
 from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
-from flask import Flask
-from flask import current_app
 from werkzeug.utils import ImportStringError
 from werkzeug.utils import import_string
 
 from .errors import ConfigurationError
 from .replay import MemoryReplayCache
 from .replay import ReplayCache
+from .replay import TransactionalReplayCache
+from .replay import check_replay_cache
 from .signature import DEFAULT_DIGEST_ALGORITHMS
 from .signature import DEFAULT_SIGNATURE_ALGORITHMS
 from .signature import SignaturePolicy
@@ -31,11 +33,9 @@ from .trust import load_certificate
 from .trust import load_metadata
 from .verifier import AssertionVerifier
 
-__all__ = ["DEFAULTS", "Saml2BearerSettings", "init_app", "get_settings"]
+__all__ = ["DEFAULTS", "Saml2BearerSettings", "load_settings"]
 
 log = logging.getLogger(__name__)
-
-EXTENSION_KEY = "authlib_saml2_grant"
 
 #: Every setting with its default; ``SAML2_BEARER_AUDIENCES`` is required.
 DEFAULTS: Mapping[str, Any] = {
@@ -52,46 +52,37 @@ DEFAULTS: Mapping[str, Any] = {
 }
 
 _ENTRY_KEYS = frozenset(("entity_id", "certificates", "metadata"))
-_lock = threading.Lock()
-_warned_memory_cache = False
 
 
 @dataclass(frozen=True)
 class Saml2BearerSettings:
-    """The validated settings of one Flask app."""
+    """The validated settings of one Flask app, as ready objects."""
 
+    #: Verifies assertions: trusted IdPs, audiences, recipients, limits.
     verifier: AssertionVerifier
+    #: Where spent assertions are recorded (``SAML2_BEARER_REPLAY_CACHE``).
+    replay_cache: ReplayCache
+    #: Whether ``SAML2_BEARER_ISSUE_REFRESH_TOKEN`` is on.
     issue_refresh_token: bool
+    #: Whether the replay cache writes within the request's transaction
+    #: (a :class:`~.replay.TransactionalReplayCache`); derived, once.
+    transactional_replay: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        transactional = isinstance(self.replay_cache, TransactionalReplayCache)
+        object.__setattr__(self, "transactional_replay", transactional)
 
 
-def init_app(app: Flask) -> Saml2BearerSettings:
-    """Validate the app's ``SAML2_BEARER_*`` settings and prepare the verifier.
+def load_settings(
+    config: Mapping[str, Any],
+    default_replay_cache: Callable[[], ReplayCache] = MemoryReplayCache,
+) -> Saml2BearerSettings:
+    """Build :class:`Saml2BearerSettings` from a mapping such as ``app.config``.
 
-    Call it in your app factory so a bad setting fails at start-up::
-
-        from authlib_saml2_grant import init_app
-
-        init_app(app)
-
+    :param default_replay_cache: makes the cache used when
+        ``SAML2_BEARER_REPLAY_CACHE`` is not set.
     :raise ConfigurationError: naming the first invalid setting.
     """
-    settings = load_settings(app.config)
-    app.extensions[EXTENSION_KEY] = settings
-    return settings
-
-
-def get_settings(app: Flask | None = None) -> Saml2BearerSettings:
-    """The app's settings, prepared by :func:`init_app` or on first use."""
-    app = app or current_app._get_current_object()
-    settings = app.extensions.get(EXTENSION_KEY)
-    if settings is None:
-        with _lock:
-            settings = app.extensions.get(EXTENSION_KEY) or init_app(app)
-    return settings
-
-
-def load_settings(config: Mapping[str, Any]) -> Saml2BearerSettings:
-    """Build :class:`Saml2BearerSettings` from a mapping such as ``app.config``."""
 
     def get(key: str) -> Any:
         return config.get(key, DEFAULTS[key])
@@ -123,7 +114,6 @@ def load_settings(config: Mapping[str, Any]) -> Saml2BearerSettings:
             get("SAML2_BEARER_MAX_ASSERTION_SIZE"), "SAML2_BEARER_MAX_ASSERTION_SIZE", 512, 10**7
         ),
         signature_policy=policy,
-        replay_cache=_replay_cache(get("SAML2_BEARER_REPLAY_CACHE")),
     )
     if not len(verifier.trust):
         log.warning(
@@ -133,7 +123,12 @@ def load_settings(config: Mapping[str, Any]) -> Saml2BearerSettings:
     refresh = get("SAML2_BEARER_ISSUE_REFRESH_TOKEN")
     if not isinstance(refresh, bool):
         raise ConfigurationError("SAML2_BEARER_ISSUE_REFRESH_TOKEN must be True or False")
-    return Saml2BearerSettings(verifier=verifier, issue_refresh_token=refresh)
+    cache = get("SAML2_BEARER_REPLAY_CACHE")
+    return Saml2BearerSettings(
+        verifier=verifier,
+        replay_cache=default_replay_cache() if cache is None else _replay_cache(cache),
+        issue_refresh_token=refresh,
+    )
 
 
 def _strings(value: Any, key: str) -> list[str]:
@@ -208,17 +203,7 @@ def _from_metadata(entry: Mapping[str, Any]) -> list[IdentityProvider]:
 
 
 def _replay_cache(value: Any) -> ReplayCache:
-    global _warned_memory_cache
     key = "SAML2_BEARER_REPLAY_CACHE"
-    if value is None:
-        if not _warned_memory_cache:
-            _warned_memory_cache = True
-            log.warning(
-                "%s is not set: using an in-memory replay cache, which does not protect "
-                "deployments with several processes",
-                key,
-            )
-        return MemoryReplayCache()
     if isinstance(value, str):
         try:
             value = import_string(value)
@@ -231,6 +216,4 @@ def _replay_cache(value: Any) -> ReplayCache:
                 raise ConfigurationError(
                     f"{key}: cannot instantiate {value.__name__} without arguments: {exc}"
                 ) from exc
-    if not callable(getattr(value, "add", None)):
-        raise ConfigurationError(f"{key} must have an add(key, expires_at) method")
-    return value
+    return check_replay_cache(value, key)

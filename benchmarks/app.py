@@ -117,14 +117,9 @@ class SignxmlOnlyVerifier:
         )
         return dataclasses.replace(self.template, assertion_id=result.signed_xml.get("ID"))
 
-    def consume(self, assertion: VerifiedAssertion) -> None:
-        self.real.consume(assertion)
-
-    def commit_consumed(self) -> None:
-        self.real.commit_consumed()
-
-    def release_consumed(self) -> bool:
-        return self.real.release_consumed()
+    @property
+    def clock_skew(self):
+        return self.real.clock_skew
 
 
 class SignxmlBoundGrant(SAMLGrant):

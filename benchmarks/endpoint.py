@@ -15,6 +15,7 @@ from contextlib import AbstractContextManager
 from cryptography.hazmat.primitives import serialization
 
 from authlib_saml2_grant import SAML2_BEARER_GRANT_TYPE
+from authlib_saml2_grant import get_settings
 
 from .app import CLIENT_SECRET
 from .app import JWT_BEARER_GRANT_TYPE
@@ -54,7 +55,7 @@ class EndpointBench(AbstractContextManager):
 
     def __enter__(self) -> EndpointBench:
         self._context.push()
-        real = self.app.extensions["authlib_saml2_grant"].verifier
+        real = get_settings(self.app).verifier
         template = real.verify(self.bound[-1])
         SignxmlBoundGrant.VERIFIER = SignxmlOnlyVerifier(real, self.certificate, template)
         return self

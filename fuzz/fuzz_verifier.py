@@ -42,7 +42,6 @@ with _instrument:
     from lxml import etree
 
     from authlib_saml2_grant.errors import AssertionRejected
-    from authlib_saml2_grant.replay import MemoryReplayCache
     from authlib_saml2_grant.testing import TestIdentityProvider
     from authlib_saml2_grant.testing import encode_assertion
     from authlib_saml2_grant.verifier import AssertionVerifier
@@ -56,7 +55,6 @@ VERIFIER = AssertionVerifier(
     [IDP.identity_provider, EC_IDP.identity_provider],
     audiences=[AUDIENCE],
     recipients=[RECIPIENT],
-    replay_cache=MemoryReplayCache(),
 )
 NOW = datetime.now(timezone.utc)
 

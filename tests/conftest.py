@@ -18,11 +18,11 @@ from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 
 from authlib_saml2_grant import SAML2_BEARER_GRANT_TYPE
+from authlib_saml2_grant import SAML2Bearer
 from authlib_saml2_grant import SAML2BearerGrant
 from authlib_saml2_grant import SQLAlchemyReplayCache
 from authlib_saml2_grant import assertion_accepted
 from authlib_saml2_grant import assertion_rejected
-from authlib_saml2_grant import init_app
 from authlib_saml2_grant.testing import TestIdentityProvider
 
 #: A real PostgreSQL for the replay-cache tests; ``.ci/run`` starts one and
@@ -80,7 +80,9 @@ def other_idp():
     return TestIdentityProvider("https://other-idp.example.com")
 
 
-def create_app(tmp_path, idps, **settings):
+def create_app(tmp_path, idps, grant=None, **settings):
+    """A real app trusting ``idps``; ``grant`` replaces the registered grant class
+    (a subclass of :class:`Grant` overriding hooks), ``settings`` the config."""
     app = Flask(__name__)
     app.config.update(
         TESTING=True,
@@ -94,13 +96,13 @@ def create_app(tmp_path, idps, **settings):
     )
     app.config.update(settings)
     db.init_app(app)
-    init_app(app)
+    SAML2Bearer(app)
     server = AuthorizationServer(
         app,
         query_client=create_query_client_func(db.session, Client),
         save_token=create_save_token_func(db.session, Token),
     )
-    server.register_grant(Grant)
+    server.register_grant(grant or Grant)
     app.extensions["test_server"] = server
 
     @app.route("/oauth/token", methods=["POST"])

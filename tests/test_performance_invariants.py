@@ -17,6 +17,7 @@ from authlib_saml2_grant import AssertionVerifier
 from authlib_saml2_grant import IdentityProvider
 from authlib_saml2_grant import SignaturePolicy
 from authlib_saml2_grant import TrustStore
+from authlib_saml2_grant import get_settings
 from authlib_saml2_grant.testing import generate_key_pair
 
 from .conftest import AS_ENTITY_ID
@@ -37,7 +38,7 @@ PARSERS = (
     "authlib_saml2_grant.settings.load_certificate",
     "authlib_saml2_grant.settings.load_metadata",
     "authlib_saml2_grant.settings.load_settings",
-    "authlib_saml2_grant.settings.init_app",
+    "authlib_saml2_grant.extension.load_settings",
 )
 #: Constructors of the ready objects settings become.
 CONSTRUCTORS = (
@@ -121,7 +122,7 @@ def test_keyinfo_certificate_tried_first(rollover_app, idp, monkeypatch):
     """With 10 pinned certificates, the matching one listed last, signxml runs once."""
     from signxml import XMLVerifier
 
-    verifier = rollover_app.extensions["authlib_saml2_grant"].verifier
+    verifier = get_settings(rollover_app).verifier
     provider = verifier.trust.get(idp.entity_id)
     assert len(provider.certificates) == 10
     assert provider.certificates[-1] == idp.certificate

@@ -5,21 +5,17 @@ from __future__ import annotations
 import base64
 import logging
 import re
-import threading
 from datetime import timedelta
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from flask import Flask
 
 from authlib_saml2_grant import ConfigurationError
 from authlib_saml2_grant import IdentityProvider
 from authlib_saml2_grant import MemoryReplayCache
 from authlib_saml2_grant import get_settings
-from authlib_saml2_grant import init_app
 from authlib_saml2_grant import settings as settings_module
 from authlib_saml2_grant.settings import DEFAULTS
-from authlib_saml2_grant.settings import EXTENSION_KEY
 from authlib_saml2_grant.settings import load_settings
 from authlib_saml2_grant.signature import DEFAULT_DIGEST_ALGORITHMS
 from authlib_saml2_grant.signature import DEFAULT_SIGNATURE_ALGORITHMS
@@ -95,7 +91,7 @@ def test_defaults_applied():
     assert verifier.max_size == 131_072
     assert verifier.signature_policy.signature_algorithms == DEFAULT_SIGNATURE_ALGORITHMS
     assert verifier.signature_policy.digest_algorithms == DEFAULT_DIGEST_ALGORITHMS
-    assert isinstance(verifier.replay_cache, MemoryReplayCache)
+    assert isinstance(settings.replay_cache, MemoryReplayCache)
     assert settings.issue_refresh_token is False
 
 
@@ -127,7 +123,7 @@ def test_every_setting_read(idp):
     assert verifier.signature_policy.digest_algorithms == (
         "http://www.w3.org/2001/04/xmlenc#sha512",
     )
-    assert verifier.replay_cache is cache
+    assert settings.replay_cache is cache
     assert settings.issue_refresh_token is True
 
 
@@ -338,16 +334,6 @@ def test_duplicate_identity_provider(idp, how):
         load(SAML2_BEARER_IDENTITY_PROVIDERS=entries)
 
 
-def test_init_app_fails_fast():
-    """init_app raises at start-up, before any request."""
-    app = Flask(__name__)
-    app.config["SAML2_BEARER_AUDIENCES"] = AUDIENCES
-    app.config["SAML2_BEARER_CLOCK_SKEW"] = "a minute"
-    with pytest.raises(ConfigurationError, match="SAML2_BEARER_CLOCK_SKEW"):
-        init_app(app)
-    assert EXTENSION_KEY not in app.extensions
-
-
 def test_configuration_error_is_value_error():
     """ConfigurationError is a ValueError, for callers that catch broadly."""
     assert issubclass(ConfigurationError, ValueError)
@@ -465,9 +451,7 @@ def test_metadata_entity_id_selects_one_idp(tmp_path, idp, ec_idp):
     """With 'entity_id', only that IdP of a federation's metadata is trusted."""
     entry = {"metadata": _aggregate_metadata(idp, ec_idp), "entity_id": ec_idp.entity_id}
     with app_for(tmp_path, [], SAML2_BEARER_IDENTITY_PROVIDERS=[entry]) as h:
-        assert [p.entity_id for p in h.app.extensions[EXTENSION_KEY].verifier.trust] == [
-            ec_idp.entity_id
-        ]
+        assert [p.entity_id for p in get_settings(h.app).verifier.trust] == [ec_idp.entity_id]
         status, body = h.token(mint_for(ec_idp))
         assert status == 200, body
         status, body = h.token(mint_for(idp))
@@ -512,18 +496,18 @@ def test_replay_cache_import_string_class():
     """An import string naming a class is instantiated without arguments."""
     cache = load(
         SAML2_BEARER_REPLAY_CACHE="authlib_saml2_grant.replay:MemoryReplayCache"
-    ).verifier.replay_cache
+    ).replay_cache
     assert isinstance(cache, MemoryReplayCache)
     dotted = load(
         SAML2_BEARER_REPLAY_CACHE="authlib_saml2_grant.replay.MemoryReplayCache"
-    ).verifier.replay_cache
+    ).replay_cache
     assert isinstance(dotted, MemoryReplayCache)
     assert dotted is not cache
 
 
 def test_replay_cache_import_string_object():
     """An import string naming an object uses that very object."""
-    cache = load(SAML2_BEARER_REPLAY_CACHE="tests.test_settings:SHARED_CACHE").verifier.replay_cache
+    cache = load(SAML2_BEARER_REPLAY_CACHE="tests.test_settings:SHARED_CACHE").replay_cache
     assert cache is SHARED_CACHE
 
 
@@ -535,69 +519,10 @@ def test_replay_cache_object():
             return True
 
     cache = Cache()
-    assert load(SAML2_BEARER_REPLAY_CACHE=cache).verifier.replay_cache is cache
-
-
-def test_memory_cache_warning_logged_once(monkeypatch, caplog):
-    """Without SAML2_BEARER_REPLAY_CACHE, one warning: memory does not span processes."""
-    monkeypatch.setattr(settings_module, "_warned_memory_cache", False)
-    with caplog.at_level(logging.WARNING, logger="authlib_saml2_grant.settings"):
-        for _ in range(3):
-            load_settings({"SAML2_BEARER_AUDIENCES": AUDIENCES})
-    warnings = [r for r in caplog.records if "in-memory replay cache" in r.getMessage()]
-    assert len(warnings) == 1
-    assert warnings[0].levelno == logging.WARNING
-    assert "SAML2_BEARER_REPLAY_CACHE" in warnings[0].getMessage()
-
-
-def test_no_memory_cache_warning_when_configured(monkeypatch, caplog):
-    """A configured replay cache logs no in-memory warning."""
-    monkeypatch.setattr(settings_module, "_warned_memory_cache", False)
-    with caplog.at_level(logging.WARNING, logger="authlib_saml2_grant.settings"):
-        load()
-    assert not [r for r in caplog.records if "in-memory replay cache" in r.getMessage()]
+    assert load(SAML2_BEARER_REPLAY_CACHE=cache).replay_cache is cache
 
 
 # -- parsed once per app ---------------------------------------------------------------------
-
-
-def test_init_app_stores_settings():
-    """init_app stores the ready settings in ``app.extensions``."""
-    app = Flask(__name__)
-    app.config.update(SAML2_BEARER_AUDIENCES=AUDIENCES, SAML2_BEARER_REPLAY_CACHE=SHARED_CACHE)
-    settings = init_app(app)
-    assert app.extensions[EXTENSION_KEY] is settings
-    assert get_settings(app) is settings
-    with app.app_context():
-        assert get_settings() is settings
-
-
-def test_get_settings_lazily_once(monkeypatch):
-    """Without init_app, the first use parses the settings, once, even from many threads."""
-    calls = []
-    original = settings_module.load_settings
-
-    def counting(config):
-        calls.append(1)
-        return original(config)
-
-    monkeypatch.setattr(settings_module, "load_settings", counting)
-    app = Flask(__name__)
-    app.config.update(SAML2_BEARER_AUDIENCES=AUDIENCES, SAML2_BEARER_REPLAY_CACHE=SHARED_CACHE)
-    barrier = threading.Barrier(8)
-    seen = []
-
-    def use():
-        barrier.wait()
-        seen.append(get_settings(app))
-
-    threads = [threading.Thread(target=use) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert len(calls) == 1
-    assert len({id(s) for s in seen}) == 1
 
 
 def test_requests_do_not_parse_settings(tmp_path, idp, monkeypatch):
@@ -613,32 +538,6 @@ def test_requests_do_not_parse_settings(tmp_path, idp, monkeypatch):
         for _ in range(2):
             status, body = h.token(mint_for(idp))
             assert status == 200, body
-
-
-def test_config_changes_after_init_need_init_app(tmp_path, idp):
-    """Settings are read once: changing app.config later has no effect until init_app."""
-    with app_for(tmp_path, [idp]) as h:
-        h.app.config["SAML2_BEARER_AUDIENCES"] = ["https://elsewhere.example.com"]
-        assert h.token(mint_for(idp))[0] == 200
-        init_app(h.app)
-        status, body = h.token(mint_for(idp))
-        assert (status, h.reasons) == (400, ["audience_mismatch"])
-
-
-def test_settings_are_per_app(tmp_path, idp):
-    """Two apps in one process keep their own settings."""
-    first = Flask("first")
-    first.config.update(
-        SAML2_BEARER_AUDIENCES=["https://a"], SAML2_BEARER_REPLAY_CACHE=SHARED_CACHE
-    )
-    second = Flask("second")
-    second.config.update(SAML2_BEARER_AUDIENCES=["https://b"], SAML2_BEARER_CLOCK_SKEW=5)
-    second.config["SAML2_BEARER_REPLAY_CACHE"] = SHARED_CACHE
-    init_app(first)
-    init_app(second)
-    assert get_settings(first).verifier.audiences == frozenset(["https://a"])
-    assert get_settings(second).verifier.audiences == frozenset(["https://b"])
-    assert get_settings(second).verifier.clock_skew == timedelta(seconds=5)
 
 
 def test_refresh_token_flag_default_off(client, mint):
