@@ -1,25 +1,33 @@
-"""``saml2-bearer inspect`` and ``mint``: the RFC 7522 section 3 checks explained.
+"""``saml2-bearer inspect`` and ``mint``: the RFC 7522 section 3 checks explained;
+``--version``, the help of every option, and the wheel that installs the command.
 
 Keys are generated at test time; every file lives in ``tmp_path``.
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import io
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
+import zipfile
 from datetime import datetime
 from datetime import timedelta
 from datetime import timezone
+from email import message_from_bytes
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 
 from authlib_saml2_grant import AssertionVerifier
+from authlib_saml2_grant import __version__
+from authlib_saml2_grant.cli import build_parser
 from authlib_saml2_grant.cli import main
 from authlib_saml2_grant.testing import TestIdentityProvider
 from authlib_saml2_grant.trust import fingerprint
@@ -517,3 +525,105 @@ def test_unexpected_error_is_reported_not_raised(tmp_path, capsys, monkeypatch, 
     assert statuses["internal"] == "FAIL"
     assert statuses["parsing"] == "not run"
     assert "error: RuntimeError: boom" in details(out, "internal")
+
+
+# -- version and help ----------------------------------------------------------
+
+
+def test_version(capsys):
+    """``--version`` prints the package's single ``__version__`` and exits 0."""
+    code, out, err = run(capsys, "--version")
+    assert code == 0
+    assert out == f"saml2-bearer {__version__}\n"
+    assert err == ""
+
+
+def parsers(parser, prog="saml2-bearer"):
+    """``(prog, parser)`` for the parser and, recursively, every subcommand's."""
+    yield prog, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, subparser in action.choices.items():
+                yield from parsers(subparser, f"{prog} {name}")
+
+
+def test_every_option_has_help():
+    """Every argument of every subcommand says what it means, and every option
+    with a default value says that default; the help renders."""
+    seen = set()
+    for prog, parser in parsers(build_parser()):
+        parser.format_help()  # a stray % in a help text would raise here
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                continue
+            name = f"{prog} {'/'.join(action.option_strings) or action.dest}"
+            seen.add(name)
+            assert action.help and action.help.strip(), f"{name} has no help"
+            assert action.help is not argparse.SUPPRESS, f"{name} is hidden"
+            if action.default not in (None, False, [], argparse.SUPPRESS):
+                assert "default" in action.help, f"{name} does not say its default"
+    # The walk reached both subcommands and their options.
+    assert "saml2-bearer --version" in seen
+    assert "saml2-bearer inspect --max-size" in seen
+    assert "saml2-bearer mint --one-time-use" in seen
+
+
+# -- packaging -------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+DIST_INFO = f"authlib_saml2_grant-{__version__}.dist-info"
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    """The wheel built from a copy of the source tree (the repository, with
+    example_app, tests, benchmarks and fuzz), without build isolation: offline,
+    with the running environment's setuptools (>= 77 for PEP 639)."""
+    source = tmp_path_factory.mktemp("source") / "project"
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", ".tox", "build", "dist", "*.egg-info", "__pycache__", ".*cache",
+            ".hypothesis", ".coverage*", "htmlcov",
+        ),
+    )  # fmt: skip
+    out = tmp_path_factory.mktemp("wheel")
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+         "--no-index", "--quiet", "--wheel-dir", str(out), str(source)],
+        cwd=source, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    (path,) = out.glob("*.whl")
+    with zipfile.ZipFile(path) as archive:
+        yield {name: archive.read(name) for name in archive.namelist()}
+
+
+def test_wheel_holds_only_the_library(wheel):
+    """The wheel installs the ``authlib_saml2_grant`` package (with ``py.typed``)
+    and its ``.dist-info``: no example_app, tests, benchmarks or fuzz."""
+    assert {name.split("/")[0] for name in wheel} == {"authlib_saml2_grant", DIST_INFO}
+    assert "authlib_saml2_grant/py.typed" in wheel
+    assert "authlib_saml2_grant/cli.py" in wheel
+    entry_points = wheel[f"{DIST_INFO}/entry_points.txt"].decode()
+    assert "saml2-bearer = authlib_saml2_grant.cli:main" in entry_points
+
+
+def test_wheel_metadata_license_and_version(wheel):
+    """PEP 639: an SPDX ``License-Expression`` and the LICENSE file itself, no
+    legacy license field or classifier; the version is ``__version__``."""
+    metadata = message_from_bytes(wheel[f"{DIST_INFO}/METADATA"])
+    version = tuple(int(part) for part in metadata["Metadata-Version"].split("."))
+    assert version >= (2, 4)
+    assert metadata["Name"] == "authlib-saml2-grant"
+    assert metadata["Version"] == __version__
+    assert metadata["License-Expression"] == "BSD-3-Clause"
+    assert metadata["License"] is None
+    assert metadata.get_all("License-File") == ["LICENSE"]
+    assert not [c for c in metadata.get_all("Classifier") if c.startswith("License ::")]
+    assert "Typing :: Typed" in metadata.get_all("Classifier")
+    license_text = wheel[f"{DIST_INFO}/licenses/LICENSE"].decode()
+    assert license_text == (ROOT / "LICENSE").read_text()
+    assert license_text.startswith("BSD 3-Clause License")
+    assert "Copyright (c) 2026, authlib-saml2-grant developers" in license_text
