@@ -22,6 +22,7 @@ from typing import Any
 from .assertion import VerifiedAssertion
 from .errors import AssertionRejected
 from .verifier import AssertionVerifier
+from .xml import decode_assertion
 
 __all__ = [
     "CHECKS",
@@ -227,13 +228,30 @@ def _explain(failed: CheckResult, verifier, data: bytes, input_format: str, now)
         failed.details.setdefault("trusted", sorted(p.entity_id for p in verifier.trust))
     elif failed.name == "decoding":
         text = data.strip()
-        if b"\n" in text or b" " in text:
+        if b"%25" in text:
+            failed.details.setdefault(
+                "hint", "the input looks URL-encoded twice ('%25'); URL-decode it once"
+            )
+        elif b"\n" in text or b" " in text:
             failed.details.setdefault(
                 "hint", "the input contains line breaks or spaces; encode with 'base64 -w0'"
             )
         failed.details.setdefault("input_format", input_format)
+    elif failed.name == "parsing" and input_format != "xml" and _encoded_twice(data, verifier):
+        failed.details.setdefault(
+            "hint", "the decoded input is Base64 again: the assertion was encoded twice"
+        )
     if failed.name in ("time", "subject_confirmation") and now is not None:
         failed.details.setdefault("now", now.isoformat())
+
+
+def _encoded_twice(data: bytes, verifier: AssertionVerifier) -> bool:
+    """Whether ``data`` decodes to text that is itself a Base64-encoded document."""
+    try:
+        inner = decode_assertion(data.decode("latin-1"), verifier.max_size)
+        return decode_assertion(inner.decode("ascii"), verifier.max_size).lstrip()[:1] == b"<"
+    except (AssertionRejected, UnicodeDecodeError):
+        return False
 
 
 def _jsonable(value: Any) -> Any:

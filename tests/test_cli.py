@@ -15,6 +15,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import urllib.parse
 import zipfile
 from datetime import datetime
 from datetime import timedelta
@@ -627,3 +628,34 @@ def test_wheel_metadata_license_and_version(wheel):
     assert license_text == (ROOT / "LICENSE").read_text()
     assert license_text.startswith("BSD 3-Clause License")
     assert "Copyright (c) 2026, authlib-saml2-grant developers" in license_text
+
+
+@pytest.mark.parametrize(
+    ("encode", "check", "reason", "hint"),
+    [
+        (
+            lambda xml: base64.urlsafe_b64encode(base64.urlsafe_b64encode(xml)),
+            "parsing",
+            "xml_malformed",
+            "encoded twice",
+        ),
+        (
+            lambda xml: urllib.parse.quote(urllib.parse.quote(base64.b64encode(xml))).encode(),
+            "decoding",
+            "encoding_invalid",
+            "URL-encoded twice",
+        ),
+    ],
+    ids=["base64-twice", "url-encoded-twice"],
+)
+def test_inspect_says_when_input_looks_double_encoded(
+    tmp_path, capsys, idp, trust, encode, check, reason, hint
+):
+    """RFC 7522 section 2.1: one base64url encoding. An assertion encoded twice is
+    refused, and the report names the likely mistake."""
+    encoded = encode(idp.mint_xml(audience=AUDIENCE, recipient=RECIPIENT))
+    code, out, _ = run(capsys, "inspect", write(tmp_path, encoded), *trust)
+    assert code == 1
+    block = details(out, check)
+    assert block[0].startswith(f"reason: {reason}:")
+    assert any(hint in line for line in block), block
