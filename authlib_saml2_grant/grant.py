@@ -145,6 +145,11 @@ class SAML2BearerGrant(BaseGrant, TokenEndpointMixin):
             if settings.transactional_replay:
                 # The replay record is durable before the token leaves the server.
                 settings.replay_cache.commit()  # type: ignore[attr-defined]
+        except OAuth2Error:
+            # Authlib's own answer, e.g. invalid_scope when the client's
+            # get_allowed_scope() refuses the scope: no token, assertion unspent.
+            self._release_spent(settings)
+            raise
         except Exception as exc:  # e.g. the token database is down: no 500
             log.exception("SAML2 bearer token could not be issued")
             self._reject(
