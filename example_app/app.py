@@ -9,27 +9,30 @@ from typing import Any
 
 from flask import Flask
 
-import authlib_saml2_grant
-
 from .commands import FACTORY_CONFIG_KEY
 from .commands import register_commands
-from .config import configure
+from .config import INSTANCE_PATH_ENV
+from .config import derive_settings
+from .config import load_config
+from .logs import configure_logging
 from .models import db
 from .oauth import init_oauth
+from .oauth import saml2_bearer
 from .routes import bp
 
 __all__ = ["INSTANCE_PATH_ENV", "create_app"]
 
 log = logging.getLogger(__name__)
 
-#: Environment variable that moves the instance folder (database, demo IdP keys).
-INSTANCE_PATH_ENV = "EXAMPLE_APP_INSTANCE_PATH"
-
 
 def create_app(config: Mapping[str, Any] | None = None, instance_path: str | None = None) -> Flask:
     """Create the example authorization server.
 
-    :param config: settings overriding the defaults and ``instance/config.py``.
+    Creating it writes no key material: the demo IdP is trusted only once
+    ``flask --app example_app init`` created it (see :mod:`example_app.idp`).
+
+    :param config: settings overriding the defaults, ``instance/config.py``
+        and the environment (see :mod:`example_app.config`).
     :param instance_path: the instance folder; default ``$EXAMPLE_APP_INSTANCE_PATH``
         or Flask's ``instance/`` next to the package.
     """
@@ -39,10 +42,12 @@ def create_app(config: Mapping[str, Any] | None = None, instance_path: str | Non
         instance_path=os.path.abspath(instance_path) if instance_path else None,
         instance_relative_config=True,
     )
-    configure(app, config)
+    load_config(app, config)
+    configure_logging(app)
+    derive_settings(app)
     db.init_app(app)
     # Validate every SAML2_BEARER_* setting now: a bad one fails at start-up.
-    authlib_saml2_grant.init_app(app)
+    saml2_bearer.init_app(app)
     init_oauth(app)
     app.register_blueprint(bp)
     app.extensions[FACTORY_CONFIG_KEY] = dict(config or {})

@@ -1,4 +1,8 @@
-"""``flask --app example_app`` commands: ``init``, ``mint USER`` and ``demo``."""
+"""``flask --app example_app`` commands: ``init``, ``mint USER`` and ``demo``.
+
+These are the only places that create the demo IdP's key pair (through
+:func:`~example_app.idp.init_demo_idp`); creating the app never does.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from flask.cli import with_appcontext
 from .bootstrap import initialize
 from .idp import CERTIFICATE_FILENAME
 from .idp import DEMO_IDP_ENTITY_ID
+from .idp import init_demo_idp
 from .idp import mint_assertion
 
 __all__ = ["register_commands", "init_command", "mint_command", "demo_command"]
@@ -39,11 +44,18 @@ def _require_demo_idp() -> None:
 @with_appcontext
 def init_command() -> None:
     """Create the database, the demo IdP, a demo user and a demo client."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]  # a LocalProxy
     credentials = initialize()
-    cfg = current_app.config
+    if app.config["EXAMPLE_APP_DEMO_IDP"]:
+        init_demo_idp(app)
+    cfg = app.config
+    base_url = cfg["EXAMPLE_APP_BASE_URL"]
     click.echo("Initialized." if credentials.created else "Already initialized.")
+    click.echo(f"  base URL:       {base_url} (EXAMPLE_APP_BASE_URL)")
+    click.echo("                  Serve the app at this URL, or set EXAMPLE_APP_BASE_URL to the")
+    click.echo("                  URL it is served at: metadata, Audience and Recipient use it.")
     click.echo(f"  database:       {cfg['SQLALCHEMY_DATABASE_URI']}")
-    click.echo(f"  token endpoint: {cfg['EXAMPLE_APP_BASE_URL']}/oauth/token")
+    click.echo(f"  token endpoint: {base_url}/oauth/token")
     click.echo(f"  client_id:      {credentials.client_id}")
     click.echo(f"  client_secret:  {credentials.client_secret}")
     click.echo(f"  demo user:      {credentials.user_email}")
@@ -52,7 +64,7 @@ def init_command() -> None:
     click.echo(f"  Recipient:      {cfg['SAML2_BEARER_RECIPIENTS'][0]}")
     if cfg["EXAMPLE_APP_DEMO_IDP"]:
         click.echo(f"Demo IdP:         {DEMO_IDP_ENTITY_ID}")
-        click.echo(f"  certificate:    {current_app.instance_path}/{CERTIFICATE_FILENAME}")
+        click.echo(f"  certificate:    {app.instance_path}/{CERTIFICATE_FILENAME}")
     click.echo("Next: flask --app example_app mint alice@example.com")
 
 
@@ -65,7 +77,8 @@ def init_command() -> None:
 def mint_command(user: str, lifetime: int) -> None:
     """Print a base64url assertion from the demo IdP whose NameID is USER."""
     _require_demo_idp()
-    click.echo(mint_assertion(current_app, user, lifetime=timedelta(seconds=lifetime)))
+    app = current_app._get_current_object()  # type: ignore[attr-defined]  # a LocalProxy
+    click.echo(mint_assertion(app, user, lifetime=timedelta(seconds=lifetime)))
 
 
 @click.command("demo")
@@ -77,8 +90,10 @@ def demo_command() -> None:
     from .demo import serve
 
     _require_demo_idp()
+    cli_app = current_app._get_current_object()  # type: ignore[attr-defined]  # a LocalProxy
     credentials = initialize()
-    cli_app = current_app._get_current_object()
+    # Before the served app is created, so that it trusts the demo IdP from the start.
+    init_demo_idp(cli_app)
     config = dict(cli_app.extensions.get(FACTORY_CONFIG_KEY) or {})
 
     def create_served_app(base_url: str) -> Flask:

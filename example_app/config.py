@@ -1,38 +1,89 @@
-"""Configuration: defaults, then ``instance/config.py``, then the factory's argument.
+"""Configuration: defaults < ``instance/config.py`` < environment < ``create_app(config)``.
 
-Every ``SAML2_BEARER_*`` setting a real deployment needs is derived here from
-one value, ``EXAMPLE_APP_BASE_URL``, the public URL of this authorization
-server: it is the ``Audience`` IdPs must put in assertions, and
-``{base}/oauth/token`` the ``Recipient``. Set either explicitly to override.
+Each layer overrides the one before it. The example app's own settings:
+
+===========================  =============================  ============================
+setting                      environment variable           default
+===========================  =============================  ============================
+``EXAMPLE_APP_BASE_URL``     ``EXAMPLE_APP_BASE_URL``       ``"http://127.0.0.1:5000"``
+``EXAMPLE_APP_DEMO_IDP``     ``EXAMPLE_APP_DEMO_IDP``       ``True``
+``EXAMPLE_APP_LOG_LEVEL``    ``EXAMPLE_APP_LOG_LEVEL``      ``"INFO"``
+``SQLALCHEMY_DATABASE_URI``  ``EXAMPLE_APP_DATABASE_URL``   SQLite ``example_app.db`` in
+                                                            the instance folder
+(the instance folder)        ``EXAMPLE_APP_INSTANCE_PATH``  Flask's ``instance/``
+===========================  =============================  ============================
+
+An empty environment variable counts as unset. ``EXAMPLE_APP_DEMO_IDP`` is
+parsed explicitly, wherever it comes from: ``1/true/yes/on`` or
+``0/false/no/off`` (any case); anything else fails at start-up, so a typo
+never leaves the demo IdP trusted. The instance folder is chosen before any
+configuration is read (``create_app(instance_path=...)`` beats the variable).
+
+Every ``SAML2_BEARER_*`` setting a real deployment needs is derived from one
+value, ``EXAMPLE_APP_BASE_URL``, the public URL of this authorization server:
+it is the ``Audience`` IdPs must put in assertions, ``{base}/oauth/token`` the
+``Recipient``, and both the ``issuer`` and ``token_endpoint`` of the RFC 8414
+metadata. Set ``SAML2_BEARER_AUDIENCES`` or ``SAML2_BEARER_RECIPIENTS``
+explicitly to override.
+
+The demo IdP is trusted only once its key pair exists: creating the app
+never writes key material. ``flask --app example_app init`` (and ``demo``
+and ``mint``) create the key pair; see :mod:`example_app.idp`.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Flask
 
 from authlib_saml2_grant import SAML2_BEARER_GRANT_TYPE
+from authlib_saml2_grant import ConfigurationError
 
-from .idp import load_demo_idp
+from .idp import demo_idp_exists
 from .idp import settings_entry
 from .models import replay_cache
 
-__all__ = ["DEFAULTS", "DATABASE_URL_ENV", "configure"]
+__all__ = [
+    "DEFAULTS",
+    "DATABASE_URL_ENV",
+    "INSTANCE_PATH_ENV",
+    "ENVIRONMENT",
+    "load_config",
+    "derive_settings",
+    "parse_bool",
+    "parse_log_level",
+]
 
-#: Environment variable that overrides the database URL.
+log = logging.getLogger(__name__)
+
+#: Environment variable that moves the instance folder (database, demo IdP keys).
+INSTANCE_PATH_ENV = "EXAMPLE_APP_INSTANCE_PATH"
+#: Environment variable that sets ``SQLALCHEMY_DATABASE_URI``.
 DATABASE_URL_ENV = "EXAMPLE_APP_DATABASE_URL"
 #: The SQLite file created in the instance folder by default.
 DATABASE_FILENAME = "example_app.db"
 
-#: Defaults; ``instance/config.py`` and ``create_app(config)`` override them.
+#: Environment variable -> the setting it sets.
+ENVIRONMENT: Mapping[str, str] = {
+    "EXAMPLE_APP_BASE_URL": "EXAMPLE_APP_BASE_URL",
+    "EXAMPLE_APP_DEMO_IDP": "EXAMPLE_APP_DEMO_IDP",
+    "EXAMPLE_APP_LOG_LEVEL": "EXAMPLE_APP_LOG_LEVEL",
+    DATABASE_URL_ENV: "SQLALCHEMY_DATABASE_URI",
+}
+
+#: Defaults; ``instance/config.py``, the environment and ``create_app(config)`` override them.
 DEFAULTS: Mapping[str, Any] = {
     # The public URL of this authorization server (no trailing slash).
     "EXAMPLE_APP_BASE_URL": "http://127.0.0.1:5000",
     # Trust the built-in demo IdP. Set to False before copying to production.
     "EXAMPLE_APP_DEMO_IDP": True,
+    # Level of the console log the app sets up when nothing else configured logging.
+    "EXAMPLE_APP_LOG_LEVEL": "INFO",
     "OAUTH2_SCOPES_SUPPORTED": ["profile", "email"],
     # Authlib's own token lifetime setting, per grant type.
     "OAUTH2_TOKEN_EXPIRES_IN": {SAML2_BEARER_GRANT_TYPE: 3600},
@@ -41,30 +92,112 @@ DEFAULTS: Mapping[str, Any] = {
     "SAML2_BEARER_MAX_ASSERTION_LIFETIME": 7200,
 }
 
+_TRUE = frozenset(("1", "true", "yes", "on"))
+_FALSE = frozenset(("0", "false", "no", "off"))
 
-def configure(app: Flask, config: Mapping[str, Any] | None) -> None:
-    """Load the configuration of ``app`` and derive the dependent settings."""
+
+def load_config(app: Flask, config: Mapping[str, Any] | None) -> None:
+    """Load every layer into ``app.config`` and validate the ``EXAMPLE_APP_*`` settings.
+
+    :raise ConfigurationError: naming the setting, or the variable, that is invalid.
+    """
     app.config.from_mapping(DEFAULTS)
     app.config.from_pyfile("config.py", silent=True)
+    for variable, key in ENVIRONMENT.items():
+        value = os.environ.get(variable)
+        if value:
+            app.config[key] = _from_environment(variable, value)
     if config:
         app.config.from_mapping(config)
     cfg = app.config
-    cfg.setdefault("SQLALCHEMY_DATABASE_URI", _database_url(app))
-    base_url = cfg["EXAMPLE_APP_BASE_URL"].rstrip("/")
-    cfg["EXAMPLE_APP_BASE_URL"] = base_url
+    cfg["EXAMPLE_APP_BASE_URL"] = _base_url(cfg["EXAMPLE_APP_BASE_URL"])
+    cfg["EXAMPLE_APP_DEMO_IDP"] = parse_bool(cfg["EXAMPLE_APP_DEMO_IDP"], "EXAMPLE_APP_DEMO_IDP")
+    parse_log_level(cfg["EXAMPLE_APP_LOG_LEVEL"], "EXAMPLE_APP_LOG_LEVEL")
+    cfg.setdefault("SQLALCHEMY_DATABASE_URI", _default_database_url(app))
+
+
+def derive_settings(app: Flask) -> None:
+    """Derive the ``SAML2_BEARER_*`` settings from the base URL; trust the demo IdP.
+
+    The demo IdP is trusted only if its key pair is in the instance folder;
+    otherwise a warning says how to create it. Nothing is written here.
+    """
+    cfg = app.config
+    base_url = cfg["EXAMPLE_APP_BASE_URL"]
     cfg.setdefault("SAML2_BEARER_AUDIENCES", [base_url])
     cfg.setdefault("SAML2_BEARER_RECIPIENTS", [f"{base_url}/oauth/token"])
     cfg.setdefault("SAML2_BEARER_REPLAY_CACHE", replay_cache)
     providers = list(cfg["SAML2_BEARER_IDENTITY_PROVIDERS"])
     if cfg["EXAMPLE_APP_DEMO_IDP"]:
-        load_demo_idp(app.instance_path)  # generates the key pair on first run
-        providers.append(settings_entry(app.instance_path))
+        if demo_idp_exists(app.instance_path):
+            providers.append(settings_entry(app.instance_path))
+        else:
+            log.warning(
+                "demo IdP not initialised (no key pair in %s): its assertions are refused "
+                "until you run flask --app example_app init (demo and mint run it too) "
+                "and restart a running server",
+                app.instance_path,
+            )
     cfg["SAML2_BEARER_IDENTITY_PROVIDERS"] = providers
 
 
-def _database_url(app: Flask) -> str:
-    url = os.environ.get(DATABASE_URL_ENV)
-    if url:
-        return url
+def parse_bool(value: Any, name: str) -> bool:
+    """``value`` as a bool: a bool, or ``1/true/yes/on`` / ``0/false/no/off`` in any case.
+
+    :raise ConfigurationError: naming ``name`` for anything else.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in _TRUE:
+            return True
+        if word in _FALSE:
+            return False
+    raise ConfigurationError(
+        f"{name} must be true or false (1/true/yes/on or 0/false/no/off), not {value!r}"
+    )
+
+
+def parse_log_level(value: Any, name: str) -> int:
+    """``value`` as a :mod:`logging` level: a name such as ``"info"``, or a number.
+
+    :raise ConfigurationError: naming ``name`` for an unknown level.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str):
+        level = logging.getLevelName(value.strip().upper())
+        if isinstance(level, int):
+            return level
+    raise ConfigurationError(
+        f"{name} must be a logging level (DEBUG, INFO, WARNING, ERROR or CRITICAL), not {value!r}"
+    )
+
+
+def _from_environment(variable: str, value: str) -> Any:
+    # Parsed at once, so a typo in the environment fails even if create_app(config) overrides it.
+    if variable == "EXAMPLE_APP_DEMO_IDP":
+        return parse_bool(value, variable)
+    return value
+
+
+def _base_url(value: Any) -> str:
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.query
+        or parts.fragment
+    ):
+        raise ConfigurationError(
+            "EXAMPLE_APP_BASE_URL must be the absolute http(s) URL clients use to reach "
+            f"this server, such as https://as.example.com, not {value!r}"
+        )
+    return value.rstrip("/")
+
+
+def _default_database_url(app: Flask) -> str:
     os.makedirs(app.instance_path, exist_ok=True)
     return "sqlite:///" + os.path.join(app.instance_path, DATABASE_FILENAME)

@@ -5,6 +5,11 @@ plain :mod:`urllib` client then discovers the token endpoint (RFC 8414),
 exchanges an assertion from the demo IdP with HTTP Basic client
 authentication (:rfc:`7522#section-2.1`), calls the protected API with the
 token, and replays the assertion to show the ``invalid_grant`` refusal.
+
+The transcript goes to standard output. The served app's own log lines,
+among them the rejection of the replayed assertion with ``reason=replayed``,
+go to standard error (see :mod:`example_app.logs`); in a terminal they appear
+in place, between the request and its response.
 """
 
 from __future__ import annotations
@@ -172,7 +177,9 @@ def _flow(app, base_url, credentials, steps, reasons):
     result = steps.send("POST", token_endpoint, auth, form)
     body = result.body if isinstance(result.body, dict) else {}
     if reasons:
-        click.echo(f"  (server log: assertion rejected, reason={reasons[-1]})")
+        # The client sees only invalid_grant; the reason code goes to the server
+        # log (on standard error, see example_app.logs) and to this signal.
+        click.echo(f"  assertion_rejected signal: reason={reasons[-1]}")
     steps.expect("400 invalid_grant", result.status == 400 and body.get("error") == "invalid_grant")
 
 

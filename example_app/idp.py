@@ -1,10 +1,18 @@
 """The built-in demo identity provider.
 
-On first run a key pair and a self-signed certificate are generated into the
-instance folder; afterwards they are read back, so assertions minted by
-``flask --app example_app mint`` stay valid across restarts. The app trusts
-the demo IdP through ``SAML2_BEARER_IDENTITY_PROVIDERS``, exactly as it
-trusts a real IdP: an entity ID and the path of its signing certificate.
+Its key pair and self-signed certificate live in the instance folder. They
+are written only by :func:`init_demo_idp`, which the commands that need them
+call (``flask --app example_app init``, ``demo`` and ``mint``); creating the
+app never writes key material, so ``saml2-bearer inspect --app example_app``
+and ``flask run`` leave the instance folder as they found it. Once written,
+the pair is read back, so assertions minted by ``mint`` stay valid across
+restarts.
+
+The app trusts the demo IdP through ``SAML2_BEARER_IDENTITY_PROVIDERS``,
+exactly as it trusts a real IdP: an entity ID and the path of its signing
+certificate. An app created before the certificate existed trusts it once
+:func:`init_demo_idp` ran on it (a server already running elsewhere needs a
+restart).
 
 Never enable the demo IdP in production: whoever can read the instance
 folder can mint assertions for any user.
@@ -17,15 +25,22 @@ import os
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import rsa
+from flask import Flask
 
 from authlib_saml2_grant import load_certificate
 from authlib_saml2_grant.testing import TestIdentityProvider
 from authlib_saml2_grant.testing import generate_key_pair
 
+from .oauth import saml2_bearer
+
 __all__ = [
     "DEMO_IDP_ENTITY_ID",
     "KEY_FILENAME",
     "CERTIFICATE_FILENAME",
+    "demo_idp_exists",
+    "init_demo_idp",
     "load_demo_idp",
     "mint_assertion",
     "settings_entry",
@@ -41,27 +56,45 @@ KEY_FILENAME = "demo-idp-key.pem"
 CERTIFICATE_FILENAME = "demo-idp-cert.pem"
 
 
-def load_demo_idp(instance_path: str | os.PathLike) -> TestIdentityProvider:
-    """The demo IdP, generating its key and certificate on first use."""
+def demo_idp_exists(instance_path: str | os.PathLike) -> bool:
+    """Whether the demo IdP's key and certificate are in the instance folder."""
     folder = Path(instance_path)
-    key_path = folder / KEY_FILENAME
-    cert_path = folder / CERTIFICATE_FILENAME
-    if not (key_path.is_file() and cert_path.is_file()):
-        folder.mkdir(parents=True, exist_ok=True)
-        key, certificate = generate_key_pair("rsa", common_name="example_app demo IdP")
-        _write(
-            key_path,
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            ),
-            mode=0o600,
+    return (folder / KEY_FILENAME).is_file() and (folder / CERTIFICATE_FILENAME).is_file()
+
+
+def init_demo_idp(app: Flask) -> TestIdentityProvider:
+    """The demo IdP of ``app``: its key pair is generated if missing, and ``app``
+    made to trust it if it did not yet.
+
+    :raise RuntimeError: if ``EXAMPLE_APP_DEMO_IDP`` is off.
+    """
+    if not app.config["EXAMPLE_APP_DEMO_IDP"]:
+        raise RuntimeError("The demo IdP is disabled (EXAMPLE_APP_DEMO_IDP = False).")
+    if not demo_idp_exists(app.instance_path):
+        _generate(Path(app.instance_path))
+    entry = settings_entry(app.instance_path)
+    providers = list(app.config["SAML2_BEARER_IDENTITY_PROVIDERS"])
+    if entry not in providers:
+        app.config["SAML2_BEARER_IDENTITY_PROVIDERS"] = [*providers, entry]
+        saml2_bearer.reload(app)
+        log.info("The app now trusts the demo IdP %s", DEMO_IDP_ENTITY_ID)
+    return load_demo_idp(app.instance_path)
+
+
+def load_demo_idp(instance_path: str | os.PathLike) -> TestIdentityProvider:
+    """The demo IdP whose key pair is in ``instance_path``; never writes.
+
+    :raise RuntimeError: if the key pair was not created yet.
+    """
+    folder = Path(instance_path)
+    if not demo_idp_exists(folder):
+        raise RuntimeError(
+            f"The demo IdP is not initialised in {folder}: run flask --app example_app init"
         )
-        _write(cert_path, certificate.public_bytes(serialization.Encoding.PEM), mode=0o644)
-        log.info("Generated the demo IdP key pair in %s", folder)
-    key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-    certificate = load_certificate(str(cert_path))
+    key = serialization.load_pem_private_key((folder / KEY_FILENAME).read_bytes(), password=None)
+    if not isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
+        raise RuntimeError(f"{folder / KEY_FILENAME} is not an RSA or EC private key")
+    certificate = load_certificate(str(folder / CERTIFICATE_FILENAME))
     return TestIdentityProvider(DEMO_IDP_ENTITY_ID, key=key, certificate=certificate)
 
 
@@ -76,6 +109,34 @@ def settings_entry(instance_path: str | os.PathLike) -> dict:
     }
 
 
+def mint_assertion(app: Flask, subject: str, **fields) -> str:
+    """A base64url assertion from the demo IdP, addressed to ``app``.
+
+    Initialises the demo IdP first (see :func:`init_demo_idp`). The
+    ``Audience`` and ``Recipient`` are the first of the app's
+    ``SAML2_BEARER_AUDIENCES`` and ``SAML2_BEARER_RECIPIENTS``, which is what
+    a real IdP is configured with (see ``docs/idp-setup.md``).
+    """
+    fields.setdefault("audience", app.config["SAML2_BEARER_AUDIENCES"][0])
+    fields.setdefault("recipient", app.config["SAML2_BEARER_RECIPIENTS"][0])
+    return init_demo_idp(app).mint(subject=subject, **fields)
+
+
+def _generate(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    key, certificate = generate_key_pair("rsa", common_name="example_app demo IdP")
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    public = certificate.public_bytes(serialization.Encoding.PEM)
+    # The key first: the pair counts as present once the certificate exists.
+    _write(folder / KEY_FILENAME, private, mode=0o600)
+    _write(folder / CERTIFICATE_FILENAME, public, mode=0o644)
+    log.info("Generated the demo IdP key pair in %s", folder)
+
+
 def _write(path: Path, data: bytes, mode: int) -> None:
     """Write atomically, so a crash never leaves a half-written key."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -83,15 +144,3 @@ def _write(path: Path, data: bytes, mode: int) -> None:
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
     os.replace(tmp, path)
-
-
-def mint_assertion(app, subject: str, **fields) -> str:
-    """A base64url assertion from the demo IdP, addressed to ``app``.
-
-    The ``Audience`` and ``Recipient`` are the first of the app's
-    ``SAML2_BEARER_AUDIENCES`` and ``SAML2_BEARER_RECIPIENTS``, which is what
-    a real IdP is configured with (see ``docs/idp-setup.md``).
-    """
-    fields.setdefault("audience", app.config["SAML2_BEARER_AUDIENCES"][0])
-    fields.setdefault("recipient", app.config["SAML2_BEARER_RECIPIENTS"][0])
-    return load_demo_idp(app.instance_path).mint(subject=subject, **fields)

@@ -20,13 +20,20 @@ db = SQLAlchemy()
 
 
 class User(db.Model):
-    """A resource owner; the IdP's ``NameID`` is matched against ``email``."""
+    """A resource owner; the IdP's ``NameID`` is matched against ``email``.
+
+    :meth:`get_user_id` is required: Authlib's token generator and
+    ``save_token`` call it on the user the grant's ``authenticate_user``
+    returns. Without it the grant refuses the assertion
+    (``reason=user_lookup_error``) and logs an ERROR naming the model.
+    """
 
     id = db.Column(db.Integer, primary_key=True)
     email = db.Column(db.String(255), unique=True, nullable=False)
     name = db.Column(db.String(255), nullable=False, default="")
 
     def get_user_id(self) -> int:
+        """The id Authlib stores with the token (``Token.user_id``)."""
         return self.id
 
     def to_dict(self) -> dict:

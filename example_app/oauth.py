@@ -1,4 +1,10 @@
-"""The OAuth 2.0 side: the authorization server, the grant, the resource protector.
+"""The OAuth 2.0 side: the grant's settings, the authorization server, the grant,
+the resource protector.
+
+``saml2_bearer`` is the library's Flask extension, created once here and
+bound to each app by ``saml2_bearer.init_app(app)`` in the app factory, as
+Flask-SQLAlchemy's ``db`` is: it validates every ``SAML2_BEARER_*`` setting
+at start-up, and ``saml2_bearer.reload(app)`` applies changed ones.
 
 The grant subclass implements the one hook the library cannot guess, mapping
 the verified assertion's ``NameID`` to a local user. Every :rfc:`7522#section-3`
@@ -18,6 +24,7 @@ from flask import Flask
 from flask import current_app
 
 import authlib_saml2_grant
+from authlib_saml2_grant import SAML2Bearer
 
 from .models import Client
 from .models import Token
@@ -25,6 +32,7 @@ from .models import User
 from .models import db
 
 __all__ = [
+    "saml2_bearer",
     "SAML2BearerGrant",
     "require_oauth",
     "init_oauth",
@@ -34,6 +42,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _EXTENSION_KEY = "example_app.authorization_server"
+
+#: Loads and validates the ``SAML2_BEARER_*`` settings of each app it is bound to.
+saml2_bearer = SAML2Bearer()
 
 #: Protects the API: ``@require_oauth()`` needs a valid bearer token.
 require_oauth = ResourceProtector()

@@ -1,19 +1,81 @@
-"""HTTP endpoints: the token endpoint, a protected API, RFC 8414 metadata."""
+"""HTTP endpoints: the token endpoint, a protected API, RFC 8414 metadata.
+
+The metadata's ``issuer`` and ``token_endpoint`` are built from
+``EXAMPLE_APP_BASE_URL``, never from the request: the ``Audience`` and
+``Recipient`` the server accepts derive from that same URL, so what it
+advertises and what it verifies always agree, and a forged ``Host`` header
+cannot change either. When a request reaches the app at another URL (its
+scheme, host, port and mount point, as WSGI reports them), the app still
+answers, but logs one ``WARNING`` per app naming both URLs: set
+``EXAMPLE_APP_BASE_URL`` to the URL clients really use. Behind a reverse
+proxy the WSGI URL is the internal one unless the proxy's headers are
+trusted (werkzeug's ``ProxyFix``).
+"""
 
 from __future__ import annotations
+
+import logging
+from urllib.parse import urlsplit
 
 from authlib.integrations.flask_oauth2 import current_token
 from flask import Blueprint
 from flask import current_app
 from flask import jsonify
+from flask import request
 
 from .oauth import SAML2BearerGrant
 from .oauth import authorization_server
 from .oauth import require_oauth
 
-__all__ = ["bp"]
+__all__ = ["bp", "same_base_url"]
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("example_app", __name__)
+
+_WARNED_KEY = "example_app.base_url_warned"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@bp.before_request
+def check_base_url() -> None:
+    """Warn once per app when requests arrive at another URL than the base URL."""
+    app = current_app
+    if _WARNED_KEY in app.extensions:
+        return
+    base_url = app.config["EXAMPLE_APP_BASE_URL"]
+    served_at = request.url_root.rstrip("/")
+    if same_base_url(base_url, served_at):
+        return
+    marker = object()
+    if app.extensions.setdefault(_WARNED_KEY, marker) is not marker:
+        return  # another thread warned first
+    log.warning(
+        "Requests reach this server at %s, but EXAMPLE_APP_BASE_URL is %s: the RFC 8414 "
+        "metadata (issuer, token_endpoint) advertises it and the accepted Audience and "
+        "Recipient derive from it. If clients use %s, set EXAMPLE_APP_BASE_URL=%s and restart.",
+        served_at,
+        base_url,
+        served_at,
+        served_at,
+    )
+
+
+def same_base_url(a: str, b: str) -> bool:
+    """Whether two base URLs are the same: scheme and host in any case, the
+    default port written or not, a trailing slash or not."""
+    return _canonical(a) == _canonical(b)
+
+
+def _canonical(url: str) -> tuple[str, str, int | str | None, str]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port: int | str | None
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(scheme)
+    except ValueError:  # not a number: compare as written
+        port = parts.netloc
+    return scheme, (parts.hostname or "").lower(), port, parts.path.rstrip("/")
 
 
 @bp.post("/oauth/token")
@@ -34,8 +96,10 @@ def me():
 def server_metadata():
     """Authorization server metadata, :rfc:`8414#section-2`.
 
-    ``response_types_supported`` is REQUIRED by RFC 8414 but only concerns
-    the authorization endpoint, which this server does not have: it is empty.
+    ``issuer`` and ``token_endpoint`` come from ``EXAMPLE_APP_BASE_URL``
+    (see the module documentation). ``response_types_supported`` is REQUIRED
+    by RFC 8414 but only concerns the authorization endpoint, which this
+    server does not have: it is empty.
     """
     base_url = current_app.config["EXAMPLE_APP_BASE_URL"]
     return jsonify(

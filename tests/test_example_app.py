@@ -1,12 +1,15 @@
 """The reference integration in ``example_app``: RFC 7522 end to end.
 
 Each test builds the app with its instance folder (database, demo IdP keys)
-in ``tmp_path``, so the demo IdP's key pair is generated at test time.
+in ``tmp_path``, so the demo IdP's key pair is generated at test time, by the
+commands (or :func:`mint_assertion`) that need it: creating the app never
+writes key material.
 """
 
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import stat
 import subprocess
@@ -17,6 +20,10 @@ import pytest
 import sqlalchemy as sa
 
 from authlib_saml2_grant import SAML2_BEARER_GRANT_TYPE
+from authlib_saml2_grant import ConfigurationError
+from authlib_saml2_grant import get_settings
+from authlib_saml2_grant.cli import main as saml2_bearer_main
+from authlib_saml2_grant.testing import TestIdentityProvider
 from example_app import create_app
 from example_app.bootstrap import DEMO_CLIENT_ID
 from example_app.bootstrap import DEMO_USER_EMAIL
@@ -27,15 +34,37 @@ from example_app.idp import KEY_FILENAME
 from example_app.idp import mint_assertion
 from example_app.models import db
 from example_app.models import replay_cache
+from example_app.oauth import saml2_bearer
+from example_app.routes import same_base_url
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 GENERIC = "The SAML assertion is invalid, expired or already used."
+ENVIRONMENT = (
+    "EXAMPLE_APP_BASE_URL",
+    "EXAMPLE_APP_DEMO_IDP",
+    "EXAMPLE_APP_LOG_LEVEL",
+    "EXAMPLE_APP_DATABASE_URL",
+    "EXAMPLE_APP_INSTANCE_PATH",
+)
+NOT_INITIALISED = "demo IdP not initialised"
 
 
 @pytest.fixture(autouse=True)
 def _no_env(monkeypatch):
-    monkeypatch.delenv("EXAMPLE_APP_DATABASE_URL", raising=False)
-    monkeypatch.delenv("EXAMPLE_APP_INSTANCE_PATH", raising=False)
+    for name in ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+
+
+def write_config(folder, **settings):
+    """Write ``instance/config.py`` into ``folder`` with ``settings``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [f"{key} = {value!r}" for key, value in settings.items()]
+    (folder / "config.py").write_text("\n".join(lines) + "\n")
+
+
+def files_in(folder):
+    """The names of every file under ``folder``."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
 
 
 @pytest.fixture
@@ -129,47 +158,242 @@ def test_wrong_client_secret(app, credentials):
     assert response.status_code == 401
 
 
-def test_demo_idp_is_a_regular_trusted_idp(tmp_path):
-    """RFC 7522 section 3, item 9: the demo IdP is trusted through the same
-    SAML2_BEARER_IDENTITY_PROVIDERS entry a real IdP uses; its key is generated
-    once into the instance folder, private, and reused on the next start."""
+def test_settings_are_loaded_by_the_module_level_extension(app):
+    """The factory binds the module-level ``saml2_bearer = SAML2Bearer()`` with
+    ``init_app``: the ready settings use the app's SQL replay cache, a second
+    ``init_app`` is refused, and only that object reloads changed settings."""
+    settings = get_settings(app)
+    assert settings.replay_cache is replay_cache
+    with pytest.raises(RuntimeError, match="already called"):
+        saml2_bearer.init_app(app)
+    with pytest.raises(RuntimeError):
+        type(saml2_bearer)().reload(app)
+    app.config["SAML2_BEARER_CLOCK_SKEW"] = 5
+    reloaded = saml2_bearer.reload(app)
+    assert get_settings(app) is reloaded is not settings
+    assert reloaded.verifier.clock_skew.total_seconds() == 5
+
+
+def test_create_app_writes_no_key_material(tmp_path, caplog):
+    """Creating the app on an empty instance folder writes no file, no key in
+    particular; the demo IdP is then not trusted (RFC 7522 section 3, item 1)
+    and a WARNING says how to initialise it."""
+    instance = tmp_path / "instance"
+    with caplog.at_level(logging.WARNING, logger="example_app"):
+        app = create_app(instance_path=str(instance))
+    assert files_in(instance) == []
+    assert app.config["SAML2_BEARER_IDENTITY_PROVIDERS"] == []
+    assert get_settings(app).verifier.trust.get(DEMO_IDP_ENTITY_ID) is None
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(
+        NOT_INITIALISED in m and "run flask --app example_app init" in m for m in warnings
+    ), warnings
+
+
+def test_inspect_with_the_example_app_writes_no_key_material(tmp_path, monkeypatch, capsys):
+    """``saml2-bearer inspect --app example_app`` on an empty instance folder
+    leaves it without key files; the demo IdP being uninitialised, an assertion
+    in its name is refused as issuer_unknown (RFC 7522 section 3, item 1)."""
+    instance = tmp_path / "instance"
+    monkeypatch.setenv("EXAMPLE_APP_INSTANCE_PATH", str(instance))
+    monkeypatch.chdir(REPO_ROOT)
+    impostor = TestIdentityProvider(DEMO_IDP_ENTITY_ID)
+    path = tmp_path / "assertion.txt"
+    path.write_text(
+        impostor.mint(
+            subject=DEMO_USER_EMAIL,
+            audience="http://127.0.0.1:5000",
+            recipient="http://127.0.0.1:5000/oauth/token",
+        )
+    )
+    code = saml2_bearer_main(["inspect", "--app", "example_app", str(path)])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert "issuer_unknown" in out
+    assert list(instance.glob("*.pem")) == []
+    assert files_in(instance) == []
+
+
+def test_init_creates_the_demo_idp_then_mint_works(tmp_path, caplog):
+    """RFC 7522 section 3, item 9: ``init`` generates the demo IdP's key pair
+    (the private key 0600) and trusts it through the same
+    SAML2_BEARER_IDENTITY_PROVIDERS entry a real IdP uses; ``mint`` then gives
+    an assertion the app accepts; the next start reuses the pair and trusts it
+    from the start."""
     app = create_app(instance_path=str(tmp_path))
-    entries = app.config["SAML2_BEARER_IDENTITY_PROVIDERS"]
-    assert entries == [
-        {"entity_id": DEMO_IDP_ENTITY_ID, "certificates": [str(tmp_path / CERTIFICATE_FILENAME)]}
-    ]
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["init"])
+    assert result.exit_code == 0, result.output
+    certificate_path = str(tmp_path / CERTIFICATE_FILENAME)
+    entry = {"entity_id": DEMO_IDP_ENTITY_ID, "certificates": [certificate_path]}
+    assert app.config["SAML2_BEARER_IDENTITY_PROVIDERS"] == [entry]
     assert stat.S_IMODE(os.stat(tmp_path / KEY_FILENAME).st_mode) == 0o600
     certificate = (tmp_path / CERTIFICATE_FILENAME).read_bytes()
-    create_app(instance_path=str(tmp_path))
+    result = runner.invoke(args=["mint", DEMO_USER_EMAIL])
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        credentials = initialize()
+        assert exchange(app, credentials, result.stdout.strip())[0] == 200
+        db.session.remove()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="example_app"):
+        again = create_app(instance_path=str(tmp_path))
+    assert again.config["SAML2_BEARER_IDENTITY_PROVIDERS"] == [entry]
+    assert not [r for r in caplog.records if NOT_INITIALISED in r.getMessage()]
+    assert again.test_cli_runner().invoke(args=["init"]).exit_code == 0
     assert (tmp_path / CERTIFICATE_FILENAME).read_bytes() == certificate
 
 
-def test_demo_idp_can_be_disabled(tmp_path):
+def test_demo_idp_can_be_disabled(tmp_path, caplog):
     """Production copies trust only real IdPs: EXAMPLE_APP_DEMO_IDP = False."""
-    app = create_app(
-        {"EXAMPLE_APP_DEMO_IDP": False, "SAML2_BEARER_IDENTITY_PROVIDERS": []},
-        instance_path=str(tmp_path),
-    )
+    with caplog.at_level(logging.WARNING, logger="example_app"):
+        app = create_app(
+            {"EXAMPLE_APP_DEMO_IDP": False, "SAML2_BEARER_IDENTITY_PROVIDERS": []},
+            instance_path=str(tmp_path),
+        )
     assert app.config["SAML2_BEARER_IDENTITY_PROVIDERS"] == []
-    assert not (tmp_path / KEY_FILENAME).exists()
-    result = app.test_cli_runner().invoke(args=["mint", DEMO_USER_EMAIL])
+    assert not [r for r in caplog.records if NOT_INITIALISED in r.getMessage()]
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["mint", DEMO_USER_EMAIL])
     assert result.exit_code == 2
     assert "demo IdP is disabled" in result.output
+    assert runner.invoke(args=["init"]).exit_code == 0
+    assert not (tmp_path / KEY_FILENAME).exists()
 
 
-def test_database_url_overrides(tmp_path, monkeypatch):
-    """The database defaults to SQLite in the instance folder; the environment
-    variable and then SQLALCHEMY_DATABASE_URI override it."""
+def test_base_url_layers(tmp_path, monkeypatch):
+    """EXAMPLE_APP_BASE_URL: default < instance/config.py < environment <
+    create_app(config); the Audience and Recipient (RFC 7522 section 3, items 2
+    and 5) and the RFC 8414 issuer follow it."""
+
+    def base_url(config=None):
+        return create_app(config, str(tmp_path)).config["EXAMPLE_APP_BASE_URL"]
+
+    assert base_url() == "http://127.0.0.1:5000"
+    write_config(tmp_path, EXAMPLE_APP_BASE_URL="https://file.example")
+    assert base_url() == "https://file.example"
+    monkeypatch.setenv("EXAMPLE_APP_BASE_URL", "https://env.example/")
     app = create_app(instance_path=str(tmp_path))
-    assert app.config["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{tmp_path / 'example_app.db'}"
+    assert app.config["EXAMPLE_APP_BASE_URL"] == "https://env.example"
+    assert app.config["SAML2_BEARER_AUDIENCES"] == ["https://env.example"]
+    assert app.config["SAML2_BEARER_RECIPIENTS"] == ["https://env.example/oauth/token"]
+    body = app.test_client().get("/.well-known/oauth-authorization-server").get_json()
+    assert body["issuer"] == "https://env.example"
+    assert base_url({"EXAMPLE_APP_BASE_URL": "https://arg.example"}) == "https://arg.example"
+
+
+@pytest.mark.parametrize(
+    "value", ["as.example.com", "ftp://as.example.com", "https://as.example.com/?a=1", "", 5000]
+)
+def test_base_url_must_be_an_absolute_http_url(tmp_path, value):
+    """A base URL that cannot be an OAuth issuer fails at start-up, naming the setting."""
+    with pytest.raises(ConfigurationError, match="EXAMPLE_APP_BASE_URL"):
+        create_app({"EXAMPLE_APP_BASE_URL": value}, str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("0", False),
+        ("false", False),
+        ("No", False),
+        (" OFF ", False),
+        ("1", True),
+        ("TRUE", True),
+        ("yes", True),
+        ("on", True),
+    ],
+)
+def test_demo_idp_from_the_environment(tmp_path, monkeypatch, value, expected):
+    """EXAMPLE_APP_DEMO_IDP from the environment is parsed explicitly:
+    0/false/no/off turn the demo IdP off, so ``init`` writes no key."""
+    monkeypatch.setenv("EXAMPLE_APP_DEMO_IDP", value)
+    app = create_app(instance_path=str(tmp_path))
+    assert app.config["EXAMPLE_APP_DEMO_IDP"] is expected
+    assert app.test_cli_runner().invoke(args=["init"]).exit_code == 0
+    assert (tmp_path / KEY_FILENAME).is_file() is expected
+
+
+@pytest.mark.parametrize("value", ["maybe", "2", "disabled"])
+def test_demo_idp_typo_fails_at_start_up(tmp_path, monkeypatch, value):
+    """A value that is neither true nor false never leaves the demo IdP trusted."""
+    monkeypatch.setenv("EXAMPLE_APP_DEMO_IDP", value)
+    with pytest.raises(ConfigurationError, match="EXAMPLE_APP_DEMO_IDP"):
+        create_app(instance_path=str(tmp_path))
+
+
+def test_demo_idp_layers(tmp_path, monkeypatch):
+    """EXAMPLE_APP_DEMO_IDP: instance/config.py < environment < create_app(config);
+    a string in config.py is parsed too, never truthy by accident."""
+
+    def demo_idp(config=None):
+        return create_app(config, str(tmp_path)).config["EXAMPLE_APP_DEMO_IDP"]
+
+    write_config(tmp_path, EXAMPLE_APP_DEMO_IDP="false")
+    assert demo_idp() is False
+    monkeypatch.setenv("EXAMPLE_APP_DEMO_IDP", "yes")
+    assert demo_idp() is True
+    assert demo_idp({"EXAMPLE_APP_DEMO_IDP": False}) is False
+
+
+def test_log_level_layers(tmp_path, monkeypatch):
+    """EXAMPLE_APP_LOG_LEVEL: "INFO" < instance/config.py < environment <
+    create_app(config); an unknown level fails at start-up."""
+
+    def log_level(config=None):
+        return create_app(config, str(tmp_path)).config["EXAMPLE_APP_LOG_LEVEL"]
+
+    assert log_level() == "INFO"
+    write_config(tmp_path, EXAMPLE_APP_LOG_LEVEL="DEBUG")
+    assert log_level() == "DEBUG"
+    monkeypatch.setenv("EXAMPLE_APP_LOG_LEVEL", "warning")
+    assert log_level() == "warning"
+    assert log_level({"EXAMPLE_APP_LOG_LEVEL": "ERROR"}) == "ERROR"
+    monkeypatch.setenv("EXAMPLE_APP_LOG_LEVEL", "loud")
+    with pytest.raises(ConfigurationError, match="EXAMPLE_APP_LOG_LEVEL"):
+        create_app(instance_path=str(tmp_path))
+
+
+def test_database_url_layers(tmp_path, monkeypatch):
+    """SQLALCHEMY_DATABASE_URI: SQLite in the instance folder < instance/config.py
+    < environment EXAMPLE_APP_DATABASE_URL < create_app(config)."""
+
+    def database(config=None):
+        return create_app(config, str(tmp_path)).config["SQLALCHEMY_DATABASE_URI"]
+
+    assert database() == f"sqlite:///{tmp_path / 'example_app.db'}"
+    write_config(tmp_path, SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'file.db'}")
+    assert database().endswith("file.db")
     monkeypatch.setenv("EXAMPLE_APP_DATABASE_URL", f"sqlite:///{tmp_path / 'env.db'}")
+    assert database().endswith("env.db")
+    explicit = {"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'explicit.db'}"}
+    assert database(explicit).endswith("explicit.db")
+
+
+def test_instance_path_from_the_environment(tmp_path, monkeypatch):
+    """EXAMPLE_APP_INSTANCE_PATH moves the instance folder, and with it
+    instance/config.py and the database; create_app(instance_path) beats it."""
+    folder = tmp_path / "from-env"
+    write_config(folder, EXAMPLE_APP_BASE_URL="https://env-folder.example")
+    monkeypatch.setenv("EXAMPLE_APP_INSTANCE_PATH", str(folder))
+    app = create_app()
+    assert app.instance_path == str(folder)
+    assert app.config["EXAMPLE_APP_BASE_URL"] == "https://env-folder.example"
+    assert app.config["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{folder / 'example_app.db'}"
+    app = create_app(instance_path=str(tmp_path / "from-argument"))
+    assert app.instance_path == str(tmp_path / "from-argument")
+    assert app.config["EXAMPLE_APP_BASE_URL"] == "http://127.0.0.1:5000"
+
+
+def test_empty_environment_variables_count_as_unset(tmp_path, monkeypatch):
+    """``export EXAMPLE_APP_BASE_URL=`` and the like leave the defaults."""
+    for name in ENVIRONMENT:
+        monkeypatch.setenv(name, "")
     app = create_app(instance_path=str(tmp_path))
-    assert app.config["SQLALCHEMY_DATABASE_URI"].endswith("env.db")
-    app = create_app(
-        {"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'explicit.db'}"},
-        instance_path=str(tmp_path),
-    )
-    assert app.config["SQLALCHEMY_DATABASE_URI"].endswith("explicit.db")
+    assert app.config["EXAMPLE_APP_BASE_URL"] == "http://127.0.0.1:5000"
+    assert app.config["EXAMPLE_APP_DEMO_IDP"] is True
+    assert app.config["EXAMPLE_APP_LOG_LEVEL"] == "INFO"
+    assert app.config["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{tmp_path / 'example_app.db'}"
 
 
 def test_audience_and_recipient_follow_the_base_url(tmp_path):
@@ -180,12 +404,60 @@ def test_audience_and_recipient_follow_the_base_url(tmp_path):
     assert app.config["SAML2_BEARER_RECIPIENTS"] == ["https://as.corp.example/oauth/token"]
 
 
+def base_url_warnings(caplog):
+    return [r.getMessage() for r in caplog.records if r.name == "example_app.routes"]
+
+
+def test_metadata_served_elsewhere_warns_once(app, caplog):
+    """RFC 8414 section 2: issuer and token_endpoint stay EXAMPLE_APP_BASE_URL,
+    which the Audience and Recipient derive from; a request reaching the app at
+    another URL (the test client's http://localhost) logs one WARNING per app
+    naming both URLs and the setting to change."""
+    client = app.test_client()
+    with caplog.at_level(logging.WARNING, logger="example_app"):
+        body = client.get("/.well-known/oauth-authorization-server").get_json()
+        client.get("/.well-known/oauth-authorization-server")
+        client.get("/api/me")
+    assert body["issuer"] == "http://127.0.0.1:5000"
+    assert body["token_endpoint"] == "http://127.0.0.1:5000/oauth/token"
+    warnings = base_url_warnings(caplog)
+    assert len(warnings) == 1, warnings
+    assert "reach this server at http://localhost, but" in warnings[0]
+    assert "EXAMPLE_APP_BASE_URL is http://127.0.0.1:5000" in warnings[0]
+    assert "set EXAMPLE_APP_BASE_URL=http://localhost and restart" in warnings[0]
+
+
+@pytest.mark.parametrize(
+    "base_url, request_base, warns",
+    [
+        ("http://localhost", "http://localhost/", False),
+        ("http://localhost:80", "http://localhost/", False),
+        ("https://LocalHost", "https://localhost:443/", False),
+        ("http://localhost/auth", "http://localhost/auth/", False),
+        ("http://localhost:5000", "http://localhost/", True),
+        ("https://localhost", "http://localhost/", True),
+        ("http://localhost/auth", "http://localhost/", True),
+    ],
+)
+def test_base_url_warning_on_a_real_difference(tmp_path, caplog, base_url, request_base, warns):
+    """Only a real difference of scheme, host, port or mount point warns."""
+    app = create_app({"EXAMPLE_APP_BASE_URL": base_url}, str(tmp_path))
+    with caplog.at_level(logging.WARNING, logger="example_app"):
+        response = app.test_client().get(
+            "/.well-known/oauth-authorization-server", base_url=request_base
+        )
+    assert response.get_json()["issuer"] == base_url
+    assert bool(base_url_warnings(caplog)) is warns
+    assert same_base_url(base_url, request_base) is not warns
+
+
 def test_init_command_prints_credentials(app, credentials):
     """``flask --app example_app init`` creates the user and client once and
-    prints what a client needs."""
+    prints what a client needs, and the base URL it assumes."""
     result = app.test_cli_runner().invoke(args=["init"])
     assert result.exit_code == 0, result.output
     assert "Already initialized." in result.output
+    assert "base URL:       http://127.0.0.1:5000 (EXAMPLE_APP_BASE_URL)" in result.output
     assert f"client_id:      {DEMO_CLIENT_ID}" in result.output
     assert credentials.client_secret in result.output
     assert "Recipient:      http://127.0.0.1:5000/oauth/token" in result.output
@@ -206,7 +478,7 @@ def test_mint_command_output_is_exchangeable(app, credentials):
     token endpoint accepts."""
     result = app.test_cli_runner().invoke(args=["mint", DEMO_USER_EMAIL])
     assert result.exit_code == 0, result.output
-    assertion = result.output.strip()
+    assertion = result.stdout.strip()
     assert set(assertion) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
     assert exchange(app, credentials, assertion)[0] == 200
 
@@ -241,12 +513,36 @@ def test_demo_command_fails_loudly(tmp_path, monkeypatch):
 
 
 def test_demo_from_the_repository_root(tmp_path):
-    """The newcomer's command, ``flask --app example_app demo``, in a new process."""
-    env = {**os.environ, "EXAMPLE_APP_INSTANCE_PATH": str(tmp_path)}
-    env.pop("EXAMPLE_APP_DATABASE_URL", None)
+    """The newcomer's command, ``flask --app example_app demo``, in a new process
+    on a fresh instance folder: it initialises the demo IdP before serving, runs
+    every step, and the console shows the server's log line for the replayed
+    assertion (RFC 7522 section 3, item 6) with its reason code, between the
+    request and the response."""
+    instance = tmp_path / "instance"
+    env = {**os.environ, "EXAMPLE_APP_INSTANCE_PATH": str(instance)}
+    for name in ENVIRONMENT[:-1]:
+        env.pop(name, None)
     flask = [sys.executable, "-m", "flask", "--app", "example_app", "demo"]
     done = subprocess.run(
-        flask, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
+        flask,
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=120,
     )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "All 5 steps gave the expected result." in done.stdout
+    out = done.stdout
+    assert done.returncode == 0, out
+    assert "All 5 steps gave the expected result." in out
+    line = (
+        "INFO authlib_saml2_grant.grant: SAML2 bearer assertion rejected: "
+        "reason=replayed client='demo-client': "
+    )
+    assert line in out
+    replay = out.index("== 5. Replay")
+    assert replay < out.index(line) < out.index("< 400 BAD REQUEST", replay)
+    assert (instance / KEY_FILENAME).is_file()
+    assert (instance / CERTIFICATE_FILENAME).is_file()
+    # Only the command's own app predates the key pair: the served app trusts it from the start.
+    assert out.count(NOT_INITIALISED) == 1
