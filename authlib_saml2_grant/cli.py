@@ -24,6 +24,7 @@ from datetime import timedelta
 from datetime import timezone
 from typing import Any
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -77,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_inspect(commands) -> None:
+def _add_inspect(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = commands.add_parser(
         "inspect",
         help="explain why an assertion is accepted or refused",
@@ -161,7 +162,7 @@ def _add_inspect(commands) -> None:
     p.set_defaults(handler=inspect_command)
 
 
-def _add_mint(commands) -> None:
+def _add_mint(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = commands.add_parser(
         "mint",
         help="sign a test assertion",
@@ -389,12 +390,12 @@ def format_inspection(inspection: Inspection, source: str = "-") -> str:
                 lines.append(f"           {key.replace('_', ' ')}: {_show(value)}")
     lines.append("  not run  replay                item 6: inspect never checks nor records replay")
     lines.append("")
-    if inspection.valid:
+    failure = inspection.failure
+    if failure is None:  # inspection.valid
         lines.append("Result: VALID. Verified assertion:")
         for key, value in inspection.assertion_fields().items():
             lines.append(f"  {key}: {_show(value)}")
     else:
-        failure = inspection.failure
         lines.append(f"Result: INVALID at check '{failure.check}' (reason {failure.reason})")
         lines.append("The grant answers the client with invalid_grant.")
     return "\n".join(lines)
@@ -440,7 +441,9 @@ def mint_command(args: argparse.Namespace) -> int:
     return EXIT_VALID
 
 
-def _signing_key(args: argparse.Namespace):
+def _signing_key(
+    args: argparse.Namespace,
+) -> tuple[rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, x509.Certificate, str]:
     from .testing import generate_key_pair
 
     if bool(args.key) != bool(args.certificate):

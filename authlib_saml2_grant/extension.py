@@ -131,7 +131,7 @@ def get_settings(app: Flask | None = None) -> Saml2BearerSettings:
         :class:`SAML2Bearer`, or a ``SAML2_BEARER_*`` setting changed since.
     """
     if app is None:
-        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        app = current_app._get_current_object()  # type: ignore[attr-defined]  # a LocalProxy
     state: _AppState | None = app.extensions.get(EXTENSION_KEY)
     if state is None:
         raise RuntimeError(

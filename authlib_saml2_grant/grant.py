@@ -122,11 +122,14 @@ class SAML2BearerGrant(BaseGrant, TokenEndpointMixin):
             client.get_client_id(),
         )
         assertion_accepted.send(
-            current_app._get_current_object(), grant=self, assertion=assertion, client=client
+            current_app._get_current_object(),  # type: ignore[attr-defined]  # a LocalProxy
+            grant=self,
+            assertion=assertion,
+            client=client,
         )
 
     @hooked
-    def create_token_response(self):
+    def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
         """Issue the access token, per :rfc:`7522#section-2.1` and :rfc:`6749#section-5.1`.
 
         Its lifetime comes from Authlib's ``OAUTH2_TOKEN_EXPIRES_IN`` for this
@@ -142,7 +145,7 @@ class SAML2BearerGrant(BaseGrant, TokenEndpointMixin):
             )
             log.debug("Issue token %r to %r", token, self.client)
             self.save_token(token)
-            if settings.transactional_replay:
+            if settings.transactional_replay:  # the cache is a TransactionalReplayCache
                 # The replay record is durable before the token leaves the server.
                 settings.replay_cache.commit()  # type: ignore[attr-defined]
         except OAuth2Error:
@@ -180,7 +183,7 @@ class SAML2BearerGrant(BaseGrant, TokenEndpointMixin):
         """Roll back the uncommitted replay record; whether the assertion is unspent."""
         if not settings.transactional_replay:
             return False  # recorded at once: the assertion stays spent
-        try:
+        try:  # the cache is a TransactionalReplayCache
             return settings.replay_cache.rollback() is not False  # type: ignore[attr-defined]
         except Exception:  # the database is gone: its transaction is lost with it
             log.exception("Rolling back the SAML2 bearer replay record failed")
@@ -313,7 +316,7 @@ class SAML2BearerGrant(BaseGrant, TokenEndpointMixin):
             dict(exc.details),
         )
         assertion_rejected.send(
-            current_app._get_current_object(),
+            current_app._get_current_object(),  # type: ignore[attr-defined]  # a LocalProxy
             grant=self,
             reason=exc.reason,
             message=exc.message,

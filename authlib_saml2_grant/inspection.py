@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
+from collections.abc import Iterable
 from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field
@@ -162,19 +163,21 @@ def inspect_assertion(
     data: bytes,
     *,
     now: datetime | None = None,
-    audiences: Any = None,
-    recipients: Any = None,
+    audiences: Iterable[str] | None = None,
+    recipients: Iterable[str] | None = None,
 ) -> Inspection:
     """Verify ``data`` with ``verifier`` and report every check.
 
     :param data: the assertion parameter (base64url or Base64) or raw XML.
     :param now: the time to verify at; default: now.
+    :param audiences: accepted ``Audience`` values; default: the verifier's.
+    :param recipients: accepted ``Recipient`` values; default: the verifier's.
     :return: an :class:`Inspection`; it never raises :class:`AssertionRejected`.
     """
     input_format = detect_format(data)
     checks = {name: CheckResult(name) for name in CHECKS}
 
-    def trace(check: str, details: dict) -> None:
+    def trace(check: str, details: dict[str, Any]) -> None:
         result = checks.setdefault(check, CheckResult(check))
         result.status = PASS
         result.details = dict(details)
@@ -222,7 +225,13 @@ def _complete_time(inspection: Inspection, verifier: AssertionVerifier) -> None:
         time.details["expires_at"] = inspection.assertion.expires_at.isoformat()
 
 
-def _explain(failed: CheckResult, verifier, data: bytes, input_format: str, now) -> None:
+def _explain(
+    failed: CheckResult,
+    verifier: AssertionVerifier,
+    data: bytes,
+    input_format: str,
+    now: datetime | None,
+) -> None:
     """Add context the failure does not carry but an operator needs."""
     if failed.name == "issuer":
         failed.details.setdefault("trusted", sorted(p.entity_id for p in verifier.trust))

@@ -24,6 +24,7 @@ import threading
 import time
 from datetime import datetime
 from datetime import timedelta
+from typing import TYPE_CHECKING
 from typing import Any
 from typing import Protocol
 from typing import runtime_checkable
@@ -32,6 +33,12 @@ from .assertion import VerifiedAssertion
 from .errors import AssertionRejected
 from .errors import ConfigurationError
 from .errors import describe_error
+
+if TYPE_CHECKING:  # SQLAlchemy is an optional dependency
+    from sqlalchemy import Engine
+    from sqlalchemy import MetaData
+    from sqlalchemy.dialects.postgresql import Insert as PostgreSQLInsert
+    from sqlalchemy.dialects.sqlite import Insert as SQLiteInsert
 
 __all__ = [
     "ReplayCache",
@@ -204,7 +211,7 @@ class SQLAlchemyReplayCache:
         self,
         db: Any,
         table_name: str = "saml2_bearer_replay",
-        metadata: Any = None,
+        metadata: MetaData | None = None,
         purge_interval: float = 60.0,
         transactional: bool | None = None,
     ) -> None:
@@ -234,12 +241,12 @@ class SQLAlchemyReplayCache:
         self.transactional = transactional
         self.purge_interval = purge_interval
         self._next_purge = 0.0
-        self._engines: dict[Any, Any] = {}
+        self._engines: dict[Engine, Engine] = {}
         self._upserts: dict[str, Any] = {}
         self._lock = threading.Lock()
 
     @property
-    def engine(self):
+    def engine(self) -> Engine:
         """The engine the cache commits with (see ``transactional`` above)."""
         db = self._db
         if isinstance(db, self._sa.engine.Engine):
@@ -253,7 +260,7 @@ class SQLAlchemyReplayCache:
                     engine = self._engines[app_engine] = self._own_engine(app_engine)
         return engine
 
-    def _own_engine(self, app_engine):
+    def _own_engine(self, app_engine: Engine) -> Engine:
         url = app_engine.url
         if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
             return app_engine  # one shared in-memory connection: nothing to starve
@@ -320,16 +327,19 @@ class SQLAlchemyReplayCache:
         except KeyError:
             pass
         sa, table = self._sa, self.table
+        statement: SQLiteInsert | PostgreSQLInsert
         if dialect.name == "sqlite" and dialect.insert_returning:  # SQLite 3.35+
-            from sqlalchemy.dialects.sqlite import insert
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            statement = sqlite_insert(table)
         elif dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
+            from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+            statement = postgresql_insert(table)
         else:
             self._upserts[dialect.name] = None
             return None
-        values = insert(table).values(
-            key=sa.bindparam("key"), expires_at=sa.bindparam("expires_at")
-        )
+        values = statement.values(key=sa.bindparam("key"), expires_at=sa.bindparam("expires_at"))
         upsert = values.on_conflict_do_update(
             index_elements=[table.c.key],
             set_={"expires_at": values.excluded.expires_at},

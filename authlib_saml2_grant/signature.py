@@ -13,11 +13,16 @@ import base64
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from dataclasses import field
+from enum import Enum
+from typing import TypeVar
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import rsa
 from lxml import etree
 from signxml import SignatureConfiguration
+from signxml import VerifyResult
 from signxml.algorithms import CanonicalizationMethod
 from signxml.algorithms import DigestAlgorithm
 from signxml.algorithms import SignatureMethod
@@ -28,10 +33,12 @@ from .errors import AssertionRejected
 from .errors import ConfigurationError
 from .trust import IdentityProvider
 from .trust import fingerprint
+from .xml import ASSERTION_TAG
 from .xml import DS_NS
-from .xml import SAML_NS
+from .xml import element_xpath
 from .xml import hardened_parser
 from .xml import qname
+from .xml import string_xpath
 from .xmldsig import thread_verifier
 
 __all__ = [
@@ -82,22 +89,23 @@ _ALLOWED_SIGNED_INFO_C14N = frozenset(
 )
 
 _NS = {"ds": DS_NS}
-_SIGNATURE_METHOD = etree.XPath("ds:SignedInfo/ds:SignatureMethod/@Algorithm", namespaces=_NS)
-_DIGEST_METHODS = etree.XPath(
+_SIGNATURE_METHOD = string_xpath("ds:SignedInfo/ds:SignatureMethod/@Algorithm", namespaces=_NS)
+_DIGEST_METHODS = string_xpath(
     "ds:SignedInfo/ds:Reference/ds:DigestMethod/@Algorithm", namespaces=_NS
 )
-_KEYINFO_CERT = etree.XPath("ds:KeyInfo/ds:X509Data/ds:X509Certificate", namespaces=_NS)
+_KEYINFO_CERT = element_xpath("ds:KeyInfo/ds:X509Data/ds:X509Certificate", namespaces=_NS)
 _SIGNATURE = qname(DS_NS, "Signature")
 _SIGNED_INFO = qname(DS_NS, "SignedInfo")
 _REFERENCE = qname(DS_NS, "Reference")
 _TRANSFORMS = qname(DS_NS, "Transforms")
 _TRANSFORM = qname(DS_NS, "Transform")
 _C14N_METHOD = qname(DS_NS, "CanonicalizationMethod")
-_ASSERTION = qname(SAML_NS, "Assertion")
+
+_Algorithm = TypeVar("_Algorithm", bound=Enum)
 
 
-def _allow_list(uris: Iterable[str], enum, setting: str) -> frozenset:
-    members = set()
+def _allow_list(uris: Iterable[str], enum: type[_Algorithm], setting: str) -> frozenset[_Algorithm]:
+    members: set[_Algorithm] = set()
     for uri in uris:
         try:
             member = enum(uri)
@@ -119,6 +127,10 @@ class SignaturePolicy:
 
     signature_algorithms: tuple[str, ...] = DEFAULT_SIGNATURE_ALGORITHMS
     digest_algorithms: tuple[str, ...] = DEFAULT_DIGEST_ALGORITHMS
+    # Derived once from the two tuples above; equality and hashing use only those.
+    _config: SignatureConfiguration = field(init=False, repr=False, compare=False)
+    _methods: frozenset[str] = field(init=False, repr=False, compare=False)
+    _digests: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         methods = _allow_list(
@@ -132,9 +144,10 @@ class SignaturePolicy:
             raise ConfigurationError(
                 f"SAML2_BEARER_SIGNATURE_ALGORITHMS: HMAC is never accepted ({hmac[0]})"
             )
+        enabled: tuple[Enum, ...] = (*methods, *digests)
         weak = sorted(
             member.value
-            for member in (*methods, *digests)
+            for member in enabled
             if "SHA1" in member.name or member.name.startswith("DSA_")
         )
         if weak:
@@ -180,7 +193,8 @@ class SignaturePolicy:
                 if isinstance(exc, InvalidDigest):
                     break  # the key matched; the content was changed
                 continue
-            return _check_signed(result, root)
+            # expect_references=1: signxml returns one VerifyResult, never a list.
+            return _check_signed(result, root)  # type: ignore[arg-type]
         # signxml enforced the allow-lists; name the algorithm it refused.
         self._check_algorithms(signature)
         raise _failure(failures, provider, _key_info_fingerprint(signature))
@@ -205,7 +219,7 @@ class SignaturePolicy:
 
 
 def _single_signature(root: etree._Element) -> etree._Element:
-    signatures = _children(root, _SIGNATURE)
+    signatures = _children_named(root, _SIGNATURE)
     if not signatures:
         raise AssertionRejected("signature_missing", "The assertion has no enveloped ds:Signature")
     if len(signatures) > 1:
@@ -227,15 +241,16 @@ def _key_info_fingerprint(signature: etree._Element) -> str | None:
         return None
 
 
-def _children(parent: etree._Element, tag: str) -> list[etree._Element]:
+def _children_named(parent: etree._Element, tag: str) -> list[etree._Element]:
+    """The direct children of ``parent`` whose tag is ``tag``, in order."""
     return [child for child in parent if child.tag == tag]
 
 
-def _check_signed(result, root: etree._Element) -> etree._Element:
+def _check_signed(result: VerifyResult, root: etree._Element) -> etree._Element:
     """Require that the one signed reference is the root Assertion itself."""
     root_id = root.get("ID")
-    signed_info = _children(result.signature_xml, _SIGNED_INFO)[0]  # signxml required one
-    references = _children(signed_info, _REFERENCE)
+    signed_info = _children_named(result.signature_xml, _SIGNED_INFO)[0]  # signxml required one
+    references = _children_named(signed_info, _REFERENCE)
     uri = references[0].get("URI") if len(references) == 1 else None
     if uri != f"#{root_id}":
         raise AssertionRejected(
@@ -246,8 +261,8 @@ def _check_signed(result, root: etree._Element) -> etree._Element:
         )
     transforms = [
         transform.get("Algorithm")
-        for group in _children(references[0], _TRANSFORMS)
-        for transform in _children(group, _TRANSFORM)
+        for group in _children_named(references[0], _TRANSFORMS)
+        for transform in _children_named(group, _TRANSFORM)
     ]
     if _ENVELOPED not in transforms or not _ALLOWED_TRANSFORMS.issuperset(transforms):
         raise AssertionRejected(
@@ -255,7 +270,7 @@ def _check_signed(result, root: etree._Element) -> etree._Element:
             "The signature uses transforms other than enveloped-signature and exc-c14n",
             transforms=transforms,
         )
-    c14n = [method.get("Algorithm") for method in _children(signed_info, _C14N_METHOD)]
+    c14n = [method.get("Algorithm") for method in _children_named(signed_info, _C14N_METHOD)]
     if len(c14n) != 1 or c14n[0] not in _ALLOWED_SIGNED_INFO_C14N:
         raise AssertionRejected(
             "signature_reference_invalid",
@@ -263,7 +278,7 @@ def _check_signed(result, root: etree._Element) -> etree._Element:
             algorithm=c14n[0] if c14n else None,
         )
     signed = result.signed_xml
-    if signed is None or signed.tag != _ASSERTION or signed.get("ID") != root_id:
+    if signed is None or signed.tag != ASSERTION_TAG or signed.get("ID") != root_id:
         raise AssertionRejected(
             "signature_reference_invalid",
             "The signed element is not the root Assertion",
@@ -296,7 +311,7 @@ def _failure(
 
 def sign_enveloped(
     root: etree._Element,
-    key: Any,
+    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey,
     certificate: x509.Certificate,
     signature_algorithm: str = SignatureMethod.RSA_SHA256.value,
     digest_algorithm: str = DigestAlgorithm.SHA256.value,

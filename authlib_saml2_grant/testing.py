@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Iterable
 from collections.abc import Mapping
 from collections.abc import Sequence
 from datetime import datetime
 from datetime import timedelta
 from datetime import timezone
 from typing import Any
+from typing import cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -40,8 +42,11 @@ from lxml import etree
 from .signature import sign_enveloped
 from .trust import IdentityProvider
 from .verifier import BEARER
+from .xml import ASSERTION_TAG
 from .xml import DS_NS
+from .xml import MD_NS
 from .xml import SAML_NS
+from .xml import SAMLP_NS
 from .xml import qname
 
 __all__ = [
@@ -69,11 +74,12 @@ def generate_key_pair(
     key_size: int = 2048,
     curve: ec.EllipticCurve | None = None,
     valid_for: timedelta = timedelta(days=365),
-) -> tuple[Any, x509.Certificate]:
+) -> tuple[rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, x509.Certificate]:
     """A private key and a self-signed certificate for it.
 
     :param key_type: ``"rsa"`` or ``"ec"`` (P-256 unless ``curve`` is given).
     """
+    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
     if key_type == "rsa":
         key = rsa.generate_private_key(public_exponent=65537, key_size=key_size)
     elif key_type == "ec":
@@ -103,16 +109,18 @@ def format_instant(value: datetime) -> str:
 
 def encode_assertion(xml: bytes, urlsafe: bool = True, padding: bool = False) -> str:
     """Encode XML as the ``assertion`` parameter (base64url without padding by default)."""
-    encoded = (base64.urlsafe_b64encode if urlsafe else base64.b64encode)(xml).decode()
+    encoded = (base64.urlsafe_b64encode(xml) if urlsafe else base64.b64encode(xml)).decode()
     return encoded if padding else encoded.rstrip("=")
 
 
-def _set(element: etree._Element, name: str, value: Any) -> None:
+def _set(element: etree._Element, name: str, value: object) -> None:
     if value is not OMIT and value is not None:
         element.set(name, format_instant(value) if isinstance(value, datetime) else str(value))
 
 
-def _child(parent: etree._Element, name: str, text: str | None = None, **attrs: Any):
+def _child(
+    parent: etree._Element, name: str, text: str | None = None, **attrs: object
+) -> etree._Element:
     child = etree.SubElement(parent, qname(SAML_NS, name))
     if text is not None:
         child.text = text
@@ -123,32 +131,33 @@ def _child(parent: etree._Element, name: str, text: str | None = None, **attrs: 
 
 def build_assertion(
     *,
-    issuer: Any = "https://idp.example.com",
-    subject: Any = "alice@example.com",
-    audience: Any = "https://as.example.com",
-    recipient: Any = "https://as.example.com/oauth/token",
-    name_id_format: Any = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress",
+    issuer: str = "https://idp.example.com",
+    subject: str = "alice@example.com",
+    audience: str | Iterable[str] | Iterable[Iterable[str]] = "https://as.example.com",
+    recipient: str | None = "https://as.example.com/oauth/token",
+    name_id_format: str | None = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress",
     assertion_id: str | None = None,
-    issue_instant: Any = None,
+    issue_instant: datetime | str | None = None,
     lifetime: timedelta = timedelta(minutes=5),
-    not_before: Any = None,
-    not_on_or_after: Any = None,
-    confirmation_not_on_or_after: Any = None,
+    not_before: datetime | str | None = None,
+    not_on_or_after: datetime | str | None = None,
+    confirmation_not_on_or_after: datetime | str | None = None,
     confirmation_method: str = BEARER,
-    in_response_to: Any = OMIT,
+    in_response_to: str | None = OMIT,
     attributes: Mapping[str, str | Sequence[str]] | None = None,
     authn_statement: bool = True,
     authn_context_class_ref: str = PASSWORD_PROTECTED_TRANSPORT,
-    session_index: Any = "_session-1",
+    session_index: str | None = "_session-1",
     one_time_use: bool = False,
     conditions: bool = True,
-    version: Any = "2.0",
+    version: str | None = "2.0",
     nsmap: Mapping[str | None, str] | None = None,
 ) -> etree._Element:
     """Build an unsigned ``saml:Assertion`` with a signature placeholder after ``Issuer``.
 
     ``audience`` may be a string, a list (one AudienceRestriction with several
-    Audiences), or a list of lists (several AudienceRestrictions).
+    Audiences), or a list of lists (several AudienceRestrictions). Times are
+    datetimes, or strings written as they are (to test malformed values).
     """
     now = datetime.now(timezone.utc)
     issue_instant = now if issue_instant is None else issue_instant
@@ -159,7 +168,8 @@ def build_assertion(
         not_on_or_after = base + lifetime
     if confirmation_not_on_or_after is None:
         confirmation_not_on_or_after = not_on_or_after
-    root = etree.Element(qname(SAML_NS, "Assertion"), nsmap=nsmap or {"saml": SAML_NS})
+    # lxml takes None (the default namespace) as a prefix; lxml-stubs 0.5 do not.
+    root = etree.Element(ASSERTION_TAG, nsmap=nsmap or {"saml": SAML_NS})  # type: ignore[arg-type]
     _set(root, "ID", assertion_id or f"_{uuid.uuid4().hex}")
     _set(root, "Version", version)
     _set(root, "IssueInstant", issue_instant)
@@ -201,15 +211,17 @@ def build_assertion(
     return root
 
 
-def _audience_groups(audience: Any) -> list[list[str]]:
+def _audience_groups(
+    audience: str | Iterable[str] | Iterable[Iterable[str]],
+) -> list[list[str]]:
     if audience is OMIT:
         return []
     if isinstance(audience, str):
         return [[audience]]
-    audience = list(audience)
-    if audience and not isinstance(audience[0], str):
-        return [list(group) for group in audience]
-    return [audience]
+    items = list(audience)
+    if items and not isinstance(items[0], str):
+        return [list(group) for group in items]
+    return [cast("list[str]", items)]
 
 
 class TestIdentityProvider:
@@ -225,7 +237,7 @@ class TestIdentityProvider:
         self,
         entity_id: str = "https://idp.example.com",
         key_type: str = "rsa",
-        key: Any = None,
+        key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | None = None,
         certificate: x509.Certificate | None = None,
     ) -> None:
         self.entity_id = entity_id
@@ -274,12 +286,11 @@ class TestIdentityProvider:
 
     def metadata(self) -> bytes:
         """SAML metadata (an ``EntityDescriptor``) publishing this IdP's certificate."""
-        md = "urn:oasis:names:tc:SAML:2.0:metadata"
-        root = etree.Element(qname(md, "EntityDescriptor"), nsmap={"md": md, "ds": DS_NS})
+        root = etree.Element(qname(MD_NS, "EntityDescriptor"), nsmap={"md": MD_NS, "ds": DS_NS})
         root.set("entityID", self.entity_id)
-        descriptor = etree.SubElement(root, qname(md, "IDPSSODescriptor"))
-        descriptor.set("protocolSupportEnumeration", "urn:oasis:names:tc:SAML:2.0:protocol")
-        key = etree.SubElement(descriptor, qname(md, "KeyDescriptor"))
+        descriptor = etree.SubElement(root, qname(MD_NS, "IDPSSODescriptor"))
+        descriptor.set("protocolSupportEnumeration", SAMLP_NS)
+        key = etree.SubElement(descriptor, qname(MD_NS, "KeyDescriptor"))
         key.set("use", "signing")
         data = etree.SubElement(
             etree.SubElement(key, qname(DS_NS, "KeyInfo")), qname(DS_NS, "X509Data")

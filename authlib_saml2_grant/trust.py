@@ -14,6 +14,7 @@ import hashlib
 import os
 import re
 from collections.abc import Iterable
+from collections.abc import Iterator
 from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field
@@ -21,12 +22,12 @@ from types import MappingProxyType
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from lxml import etree
 
 from .errors import AssertionRejected
 from .errors import ConfigurationError
 from .xml import DS_NS
 from .xml import MD_NS
+from .xml import element_xpath
 from .xml import parse_xml
 from .xml import qname
 
@@ -40,7 +41,7 @@ __all__ = [
 
 _PEM = re.compile(r"-----BEGIN CERTIFICATE-----\s*(.+?)\s*-----END CERTIFICATE-----", re.DOTALL)
 _WHITESPACE = re.compile(r"\s+")
-_IDP_SIGNING_CERTS = etree.XPath(
+_IDP_SIGNING_CERTS = element_xpath(
     "md:IDPSSODescriptor/md:KeyDescriptor[not(@use) or @use='signing']"
     "/ds:KeyInfo/ds:X509Data/ds:X509Certificate",
     namespaces={"md": MD_NS, "ds": DS_NS},
@@ -111,16 +112,19 @@ class TrustStore:
             self._providers[provider.entity_id] = provider
 
     def get(self, entity_id: str) -> IdentityProvider | None:
+        """The provider whose entity ID is exactly ``entity_id``, or ``None``."""
         return self._providers.get(entity_id)
 
     def __len__(self) -> int:
         return len(self._providers)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[IdentityProvider]:
         return iter(self._providers.values())
 
 
-def load_certificate(value: str | bytes | os.PathLike | x509.Certificate) -> x509.Certificate:
+def load_certificate(
+    value: str | bytes | os.PathLike[str] | x509.Certificate,
+) -> x509.Certificate:
     """Load a certificate from PEM text, a PEM or DER file path, or bare Base64 DER.
 
     :raise ConfigurationError: when nothing usable is found.
@@ -168,7 +172,7 @@ def _load_der(der: bytes, origin: str) -> x509.Certificate:
         raise ConfigurationError(f"Cannot load certificate from {origin!r}: {exc}") from exc
 
 
-def load_metadata(source: str | bytes | os.PathLike) -> list[IdentityProvider]:
+def load_metadata(source: str | bytes | os.PathLike[str]) -> list[IdentityProvider]:
     """Read identity providers from SAML metadata (a file path or the XML itself).
 
     Every ``EntityDescriptor`` with an ``IDPSSODescriptor`` becomes an

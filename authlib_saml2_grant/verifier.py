@@ -34,6 +34,7 @@ from .rules import passed
 from .signature import SignaturePolicy
 from .trust import IdentityProvider
 from .trust import TrustStore
+from .xml import ASSERTION_TAG
 from .xml import SAML_NS
 from .xml import check_size
 from .xml import decode_assertion
@@ -42,7 +43,6 @@ from .xml import qname
 
 __all__ = ["AssertionVerifier", "BEARER", "Trace"]
 
-_ASSERTION = qname(SAML_NS, "Assertion")
 _ENCRYPTED_ASSERTION = qname(SAML_NS, "EncryptedAssertion")
 
 #: ``resolve_identity_provider(issuer)``: the trusted IdP with that entity ID, or ``None``.
@@ -170,11 +170,11 @@ def _check_root(root: etree._Element) -> None:
         raise AssertionRejected(
             "encrypted_assertion_unsupported", "Encrypted assertions are not supported"
         )
-    if root.tag != _ASSERTION:
+    if root.tag != ASSERTION_TAG:
         raise AssertionRejected(
             "not_an_assertion",
             "The root element is not a SAML 2.0 Assertion",
-            expected=_ASSERTION,
+            expected=ASSERTION_TAG,
             actual=str(root.tag)[:200],
         )
     if root.get("Version") != "2.0":

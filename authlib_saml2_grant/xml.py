@@ -19,8 +19,11 @@ import binascii
 import re
 import sys
 import threading
+from collections.abc import Callable
+from collections.abc import Mapping
 from datetime import datetime
 from datetime import timezone
+from typing import cast
 from urllib.parse import unquote
 
 from lxml import etree
@@ -32,12 +35,15 @@ __all__ = [
     "SAML_NS",
     "DS_NS",
     "NAMESPACES",
+    "ASSERTION_TAG",
     "decode_assertion",
     "parse_xml",
     "parse_instant",
     "element_text",
     "hardened_parser",
     "qname",
+    "element_xpath",
+    "string_xpath",
 ]
 
 #: SAML 2.0 assertion namespace.
@@ -52,6 +58,9 @@ DS_NS = "http://www.w3.org/2000/09/xmldsig#"
 XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
 
 NAMESPACES = {"saml": SAML_NS, "samlp": SAMLP_NS, "md": MD_NS, "ds": DS_NS, "xsi": XSI_NS}
+
+#: Clark name of ``saml:Assertion``, the only root element the verifier accepts.
+ASSERTION_TAG = f"{{{SAML_NS}}}Assertion"
 
 _ALPHANUMERIC = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 _STD_ALPHABET = _ALPHANUMERIC + b"+/"
@@ -75,14 +84,18 @@ _DOCTYPE = b"<!DOCTYPE"
 _DECLARED_ENCODING = re.compile(
     rb"(?:\xef\xbb\xbf)?<\?xml[^>]*?\sencoding\s*=\s*[\"']([^\"']*)[\"']"
 )
-_local = threading.local()
+#: Holds this thread's hardened parser (``.parser``); see :func:`hardened_parser`.
+_thread_parsers = threading.local()
 
 
 class _NoExternalResources(etree.Resolver):
     """Resolves every external DTD or entity to nothing: no file, no network."""
 
-    def resolve(self, system_url, public_id, context):
-        return self.resolve_string("", context)
+    # lxml calls resolve(system_url, public_id, context); lxml-stubs 0.5 omit context.
+    def resolve(  # type: ignore[override]
+        self, system_url: str | None, public_id: str | None, context: object
+    ) -> object:
+        return self.resolve_string("", context, base_url=None)
 
 
 def qname(namespace: str, name: str) -> str:
@@ -90,9 +103,27 @@ def qname(namespace: str, name: str) -> str:
     return f"{{{namespace}}}{name}"
 
 
+def element_xpath(
+    path: str, namespaces: Mapping[str, str] | None = None
+) -> Callable[..., list[etree._Element]]:
+    """Compile, once, an XPath expression that selects elements.
+
+    The result is the :class:`lxml.etree.XPath` object itself; only its type
+    says what a node-set expression of elements returns.
+    """
+    return cast("Callable[..., list[etree._Element]]", etree.XPath(path, namespaces=namespaces))
+
+
+def string_xpath(
+    path: str, namespaces: Mapping[str, str] | None = None
+) -> Callable[..., list[str]]:
+    """Compile, once, an XPath expression that selects attribute values (strings)."""
+    return cast("Callable[..., list[str]]", etree.XPath(path, namespaces=namespaces))
+
+
 def hardened_parser() -> etree.XMLParser:
     """This thread's hardened lxml parser: no entities, network, DTD or huge trees."""
-    parser = getattr(_local, "parser", None)
+    parser = getattr(_thread_parsers, "parser", None)
     if parser is None:
         parser = etree.XMLParser(
             resolve_entities=False,
@@ -105,7 +136,7 @@ def hardened_parser() -> etree.XMLParser:
             encoding="utf-8",
         )
         parser.resolvers.add(_NoExternalResources())
-        _local.parser = parser
+        _thread_parsers.parser = parser
     return parser
 
 
@@ -198,7 +229,11 @@ def parse_xml(data: bytes) -> etree._Element:
             "xml_malformed", "The assertion is not well-formed XML", error=str(exc)[:200]
         ) from exc
     docinfo = root.getroottree().docinfo
-    if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
+    if (
+        docinfo.doctype  # type: ignore[union-attr]  # lxml-stubs 0.5 lack DocInfo.doctype
+        or docinfo.internalDTD is not None
+        or docinfo.externalDTD is not None
+    ):
         raise AssertionRejected("doctype_forbidden", "The assertion carries a DOCTYPE")
     if (docinfo.encoding or "UTF-8").upper() not in ("UTF-8", "UTF8"):
         raise AssertionRejected(
@@ -231,7 +266,7 @@ def parse_instant(value: str | None, attribute: str) -> datetime | None:
             raise ValueError("not a UTC xs:dateTime")
         if _FROMISOFORMAT_Z:  # Python 3.11+: C parser, any number of fraction digits
             return datetime.fromisoformat(value)
-        return _from_groups(match.groups())
+        return _from_match(match)
     except ValueError as exc:
         raise AssertionRejected(
             "time_malformed",
@@ -241,10 +276,11 @@ def parse_instant(value: str | None, attribute: str) -> datetime | None:
         ) from exc
 
 
-def _from_groups(groups: tuple) -> datetime:
-    *fields, fraction = groups
+def _from_match(match: re.Match[str]) -> datetime:
+    year, month, day, hour, minute, second = map(int, match.group(1, 2, 3, 4, 5, 6))
+    fraction = match.group(7)
     microsecond = int(fraction[:6].ljust(6, "0")) if fraction else 0
-    return datetime(*map(int, fields), microsecond, tzinfo=timezone.utc)
+    return datetime(year, month, day, hour, minute, second, microsecond, tzinfo=timezone.utc)
 
 
 _INSTANT = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?Z", re.ASCII)

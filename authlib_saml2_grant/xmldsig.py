@@ -14,18 +14,22 @@ from __future__ import annotations
 import functools
 import re
 import threading
+from collections.abc import Callable
+from typing import Any
 
 from cryptography import x509
 from lxml import etree
 from signxml import XMLVerifier
 from signxml.util import namespaces as signxml_namespaces
 
+from .xml import element_xpath
 from .xml import qname
 
 __all__ = ["ParsedTreeVerifier", "thread_verifier"]
 
 _INCLUSIVE_NAMESPACES = qname(signxml_namespaces["ec"], "InclusiveNamespaces")
-_local = threading.local()
+#: Holds this thread's verifier (``.verifier``); see :func:`thread_verifier`.
+_thread_verifiers = threading.local()
 #: A name without a prefix, predicate or path step.
 _NCNAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 
@@ -37,7 +41,7 @@ class ParsedTreeVerifier(XMLVerifier):
     mutates the root (it works on copies), so the hardened parse is reused.
     """
 
-    def get_root(self, data):
+    def get_root(self, data: Any) -> etree._Element:
         if isinstance(data, etree._Element):
             return data
         return super().get_root(data)  # pragma: no cover - we always pass a tree
@@ -47,7 +51,9 @@ class ParsedTreeVerifier(XMLVerifier):
     # direct child by name has the same result as a walk of the children
     # filtered by tag, done in C; anything else still goes to signxml.
 
-    def _find(self, element, query, require=True, xpath=""):
+    def _find(
+        self, element: etree._Element, query: str, require: bool = True, xpath: str = ""
+    ) -> etree._Element | None:
         tag = _child_tag(query, xpath) if isinstance(element, etree._Element) else None
         if tag is None:
             return super()._find(element, query, require=require, xpath=xpath)
@@ -57,13 +63,15 @@ class ParsedTreeVerifier(XMLVerifier):
             return super()._find(element, query, require=require, xpath=xpath)
         return None
 
-    def _findall(self, element, query, xpath=""):
+    def _findall(
+        self, element: etree._Element, query: str, xpath: str = ""
+    ) -> list[etree._Element]:
         tag = _child_tag(query, xpath) if isinstance(element, etree._Element) else None
         if tag is None:
             return super()._findall(element, query, xpath=xpath)
         return list(element.iterchildren(tag))
 
-    def _get_inclusive_ns_prefixes(self, transform_node):
+    def _get_inclusive_ns_prefixes(self, transform_node: etree._Element) -> list[str] | None:
         # signxml: ./ec:InclusiveNamespaces[@PrefixList], by ElementPath.
         for node in transform_node.iterchildren(_INCLUSIVE_NAMESPACES):
             prefixes = node.get("PrefixList")
@@ -71,7 +79,12 @@ class ParsedTreeVerifier(XMLVerifier):
                 return prefixes.split(" ")
         return None
 
-    def _resolve_reference(self, doc_root, reference, uri_resolver=None):
+    def _resolve_reference(
+        self,
+        doc_root: etree._Element,
+        reference: etree._Element,
+        uri_resolver: Callable[[str], Any] | None = None,
+    ) -> Any:  # an element, or whatever uri_resolver returns
         # signxml compiles //*[@*[local-name() = 'ID']=$uri] on every call;
         # the same expression is compiled once here. Only an unambiguous hit
         # is answered: misses, duplicates and other URIs go to signxml.
@@ -82,7 +95,7 @@ class ParsedTreeVerifier(XMLVerifier):
                 return found[0]
         return super()._resolve_reference(doc_root, reference, uri_resolver=uri_resolver)
 
-    def _get_cert_description(self, cert, cert_source):
+    def _get_cert_description(self, cert: x509.Certificate, cert_source: str) -> str:
         # Built on every verification, used only in error messages: once per
         # pinned certificate object (hashing a certificate costs more).
         key = (id(cert), cert_source)
@@ -108,7 +121,7 @@ def _child_tag(query: str, xpath: str) -> str | None:
 
 
 #: signxml's same-document reference lookup with ``id_attribute="ID"``.
-_BY_ID = etree.XPath("//*[@*[local-name() = 'ID']=$uri]")
+_BY_ID = element_xpath("//*[@*[local-name() = 'ID']=$uri]")
 #: signxml's own verifier, only to describe certificates the way it does.
 _DESCRIBER = XMLVerifier()
 _descriptions: dict[tuple[int, str], tuple[x509.Certificate, str]] = {}
@@ -117,7 +130,7 @@ _descriptions: dict[tuple[int, str], tuple[x509.Certificate, str]] = {}
 def thread_verifier() -> ParsedTreeVerifier:
     """This thread's :class:`ParsedTreeVerifier`."""
     # XMLVerifier keeps per-call state on the instance: one per thread.
-    verifier = getattr(_local, "verifier", None)
+    verifier = getattr(_thread_verifiers, "verifier", None)
     if verifier is None:
-        verifier = _local.verifier = ParsedTreeVerifier()
+        verifier = _thread_verifiers.verifier = ParsedTreeVerifier()
     return verifier
