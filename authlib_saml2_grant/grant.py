@@ -145,9 +145,9 @@ class SAML2BearerGrant(BaseGrant, TokenEndpointMixin):
             )
             log.debug("Issue token %r to %r", token, self.client)
             self.save_token(token)
-            if settings.transactional_replay:  # the cache is a TransactionalReplayCache
+            if settings.transactional_cache is not None:
                 # The replay record is durable before the token leaves the server.
-                settings.replay_cache.commit()  # type: ignore[attr-defined]
+                settings.transactional_cache.commit()
         except OAuth2Error:
             # Authlib's own answer, e.g. invalid_scope when the client's
             # get_allowed_scope() refuses the scope: no token, assertion unspent.
@@ -181,10 +181,11 @@ class SAML2BearerGrant(BaseGrant, TokenEndpointMixin):
 
     def _release_spent(self, settings: Saml2BearerSettings) -> bool:
         """Roll back the uncommitted replay record; whether the assertion is unspent."""
-        if not settings.transactional_replay:
+        cache = settings.transactional_cache
+        if cache is None:
             return False  # recorded at once: the assertion stays spent
-        try:  # the cache is a TransactionalReplayCache
-            return settings.replay_cache.rollback() is not False  # type: ignore[attr-defined]
+        try:
+            return cache.rollback() is not False
         except Exception:  # the database is gone: its transaction is lost with it
             log.exception("Rolling back the SAML2 bearer replay record failed")
             return False

@@ -64,13 +64,14 @@ class Saml2BearerSettings:
     replay_cache: ReplayCache
     #: Whether ``SAML2_BEARER_ISSUE_REFRESH_TOKEN`` is on.
     issue_refresh_token: bool
-    #: Whether the replay cache writes within the request's transaction
-    #: (a :class:`~.replay.TransactionalReplayCache`); derived, once.
-    transactional_replay: bool = field(init=False)
+    #: The replay cache again when it writes within the request's transaction
+    #: (a :class:`~.replay.TransactionalReplayCache`), else ``None``; derived, once.
+    transactional_cache: TransactionalReplayCache | None = field(init=False)
 
     def __post_init__(self) -> None:
-        transactional = isinstance(self.replay_cache, TransactionalReplayCache)
-        object.__setattr__(self, "transactional_replay", transactional)
+        cache = self.replay_cache
+        transactional = cache if isinstance(cache, TransactionalReplayCache) else None
+        object.__setattr__(self, "transactional_cache", transactional)
 
 
 def load_settings(
