@@ -1,12 +1,21 @@
 """Fixtures: a real Flask app, Flask-SQLAlchemy on a SQLite file, Authlib's
 AuthorizationServer with the saml2-bearer grant, and throwaway IdPs whose keys
-and certificates are generated at test time."""
+and certificates are generated at test time.
+
+This module is the base the tests stand on: the app and its identity
+(``AS_ENTITY_ID``, ``TOKEN_ENDPOINT``, the clients), how to address an assertion
+to it (:func:`unsigned_tree`, :func:`mint_for`), how to call it
+(:func:`request_token`), what it tells operators (:class:`Signals`), and the
+fixtures. Everything built on top lives once in :mod:`tests.helpers`.
+"""
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import os
+import threading
 
 import pytest
 from authlib.integrations.flask_oauth2 import AuthorizationServer
@@ -24,6 +33,8 @@ from authlib_saml2_grant import SQLAlchemyReplayCache
 from authlib_saml2_grant import assertion_accepted
 from authlib_saml2_grant import assertion_rejected
 from authlib_saml2_grant.testing import TestIdentityProvider
+from authlib_saml2_grant.testing import build_assertion
+from authlib_saml2_grant.testing import encode_assertion
 
 #: A real PostgreSQL for the replay-cache tests; ``.ci/run`` starts one and
 #: sets ``SAML2_TEST_REQUIRE_POSTGRES=1``, which turns a missing one into a failure.
@@ -31,6 +42,9 @@ POSTGRES_URL = os.environ.get("SAML2_TEST_POSTGRES_URL")
 REQUIRE_POSTGRES = os.environ.get("SAML2_TEST_REQUIRE_POSTGRES") == "1"
 AS_ENTITY_ID = "https://as.example.com"
 TOKEN_ENDPOINT = "https://as.example.com/oauth/token"
+#: The test server's audiences; a tuple, so that a test changing an app's
+#: configured list (a copy) cannot change them for the next test.
+AUDIENCES = (AS_ENTITY_ID, TOKEN_ENDPOINT)
 CLIENT_ID = "client-1"
 CLIENT_SECRET = "secret-1"
 
@@ -55,6 +69,15 @@ class Token(db.Model, OAuth2TokenMixin):
 
 
 replay_cache = SQLAlchemyReplayCache(db)
+
+
+class Storage:
+    """The test app's client lookup and token saving. A test may replace either on
+    ``app.extensions["test_storage"]`` (a database outage) without touching Authlib."""
+
+    def __init__(self):
+        self.query_client = create_query_client_func(db.session, Client)
+        self.save_token = create_save_token_func(db.session, Token)
 
 
 class Grant(SAML2BearerGrant):
@@ -87,7 +110,7 @@ def create_app(tmp_path, idps, grant=None, **settings):
     app.config.update(
         TESTING=True,
         SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'test.db'}",
-        SAML2_BEARER_AUDIENCES=[AS_ENTITY_ID, TOKEN_ENDPOINT],
+        SAML2_BEARER_AUDIENCES=list(AUDIENCES),
         SAML2_BEARER_RECIPIENTS=[TOKEN_ENDPOINT],
         SAML2_BEARER_IDENTITY_PROVIDERS=[i.settings_entry() for i in idps],
         SAML2_BEARER_REPLAY_CACHE=replay_cache,
@@ -97,10 +120,11 @@ def create_app(tmp_path, idps, grant=None, **settings):
     app.config.update(settings)
     db.init_app(app)
     SAML2Bearer(app)
+    storage = app.extensions["test_storage"] = Storage()
     server = AuthorizationServer(
         app,
-        query_client=create_query_client_func(db.session, Client),
-        save_token=create_save_token_func(db.session, Token),
+        query_client=lambda client_id: storage.query_client(client_id),
+        save_token=lambda token, request: storage.save_token(token, request),
     )
     server.register_grant(grant or Grant)
     app.extensions["test_server"] = server
@@ -158,61 +182,114 @@ def basic_auth(client_id=CLIENT_ID, secret=CLIENT_SECRET):
     return {"Authorization": f"Basic {token}"}
 
 
-def request_token(client, assertion, headers=None, **extra):
-    """POST the saml2-bearer token request; returns (status, json)."""
+def request_token(client, assertion, headers=None, query=None, **extra):
+    """POST the saml2-bearer token request, with ``extra`` form and ``query`` URL
+    parameters; a list ``assertion`` repeats the parameter. Returns (status, json)."""
     data = {"grant_type": SAML2_BEARER_GRANT_TYPE, **extra}
     if assertion is not None:
         data["assertion"] = assertion
     response = client.post(
-        "/oauth/token", data=data, headers=basic_auth() if headers is None else headers
+        "/oauth/token",
+        query_string=query,
+        data=data,
+        headers=basic_auth() if headers is None else headers,
     )
     return response.status_code, response.get_json()
+
+
+def unsigned_tree(idp, **fields):
+    """An unsigned assertion from ``idp`` addressed to this server, to tamper
+    with and then sign; ``fields`` go to ``build_assertion``."""
+    fields = {
+        "issuer": idp.entity_id,
+        "audience": AS_ENTITY_ID,
+        "recipient": TOKEN_ENDPOINT,
+        **fields,
+    }
+    return build_assertion(**fields)
+
+
+def mint_for(idp, **fields):
+    """A valid assertion signed by ``idp`` for this server, as the ``assertion`` parameter."""
+    return encode_assertion(idp.sign(unsigned_tree(idp, **fields)))
+
+
+class Signals:
+    """What the grant told operators: each ``assertion_rejected`` reason (and, in
+    ``rejections``, with its details) and each accepted assertion, in order."""
+
+    def __init__(self):
+        self.reasons: list[str] = []
+        self.rejections: list[tuple[str, dict]] = []
+        self.accepted: list = []
+        self._lock = threading.Lock()  # requests may run in several threads
+
+    def _rejected(self, sender, reason, details=None, **kwargs):
+        with self._lock:
+            self.reasons.append(reason)
+            self.rejections.append((reason, dict(details or {})))
+
+    def _accepted(self, sender, assertion, **kwargs):
+        with self._lock:
+            self.accepted.append(assertion)
+
+
+@contextlib.contextmanager
+def record_signals(app):
+    """Record ``app``'s ``assertion_rejected`` and ``assertion_accepted`` signals."""
+    signals = Signals()
+    assertion_rejected.connect(signals._rejected, app)
+    assertion_accepted.connect(signals._accepted, app)
+    try:
+        yield signals
+    finally:
+        assertion_rejected.disconnect(signals._rejected, app)
+        assertion_accepted.disconnect(signals._accepted, app)
 
 
 @pytest.fixture
 def mint(idp):
     """Mint a valid assertion for this server, with overrides."""
-
-    def mint(**fields):
-        fields.setdefault("audience", AS_ENTITY_ID)
-        fields.setdefault("recipient", TOKEN_ENDPOINT)
-        return idp.mint(**fields)
-
-    return mint
+    return functools.partial(mint_for, idp)
 
 
 @pytest.fixture
-def reasons(app):
+def signals(app):
+    """The ``app`` fixture's signals during the test (see :class:`Signals`)."""
+    with record_signals(app) as seen:
+        yield seen
+
+
+@pytest.fixture
+def reasons(signals):
     """The reason codes of every rejection during the test, in order."""
-    seen = []
-
-    def record(sender, reason, **kwargs):
-        seen.append(reason)
-
-    assertion_rejected.connect(record, app)
-    yield seen
-    assertion_rejected.disconnect(record, app)
+    return signals.reasons
 
 
 @pytest.fixture
-def accepted(app):
-    seen = []
-
-    def record(sender, assertion, **kwargs):
-        seen.append(assertion)
-
-    assertion_accepted.connect(record, app)
-    yield seen
-    assertion_accepted.disconnect(record, app)
+def rejections(signals):
+    """Every rejection as ``(reason, details)``: proves which check fired."""
+    return signals.rejections
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path):
-    """A SQLite file, then the real PostgreSQL (skipped, or failed in CI, without one)."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'replay.db'}"
+@pytest.fixture
+def accepted(signals):
+    """Every assertion accepted during the test, in order."""
+    return signals.accepted
+
+
+def postgres_url():
+    """The real PostgreSQL's URL; the test is skipped without one (failed in CI)."""
     if not POSTGRES_URL:
         if REQUIRE_POSTGRES:
             pytest.fail("SAML2_TEST_REQUIRE_POSTGRES=1 but SAML2_TEST_POSTGRES_URL is not set")
         pytest.skip("SAML2_TEST_POSTGRES_URL is not set")
     return POSTGRES_URL
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """A SQLite file, then the real PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'replay.db'}"
+    return postgres_url()

@@ -1,40 +1,78 @@
-"""Helpers shared by the rule, decoding, settings and replay tests."""
+"""What the tests build on :mod:`tests.conftest`, defined once.
+
+Every test module takes its constants, XML helpers, assertion checks and app
+harness from here (and its fixtures from the conftest files); the attacker's
+hand-signing toolbox is :mod:`tests.security.forge`.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from datetime import datetime
 from datetime import timedelta
 from datetime import timezone
 
 from lxml import etree
 
-from authlib_saml2_grant import assertion_accepted
-from authlib_saml2_grant import assertion_rejected
+from authlib_saml2_grant import SAML2_BEARER_GRANT_TYPE
+from authlib_saml2_grant.testing import encode_assertion
+from authlib_saml2_grant.xml import DS_NS
 from authlib_saml2_grant.xml import SAML_NS
 
-from .conftest import AS_ENTITY_ID
-from .conftest import TOKEN_ENDPOINT
 from .conftest import create_app
+from .conftest import db
 from .conftest import in_context
+from .conftest import record_signals
 from .conftest import request_token
-
-__all__ = [
-    "GENERIC",
-    "NS",
-    "app_for",
-    "assert_rejected",
-    "ago",
-    "from_now",
-    "race_add",
-    "replay_rows",
-    "send",
-    "token_store_down",
-]
+from .conftest import unsigned_tree
 
 #: The only ``error_description`` a rejected assertion gets.
 GENERIC = "The SAML assertion is invalid, expired or already used."
-NS = {"saml": SAML_NS}
+#: The body of every rejected assertion.
+INVALID_GRANT = {"error": "invalid_grant", "error_description": GENERIC}
+#: The bodies of requests refused before the assertion is verified.
+MISSING_ASSERTION = {
+    "error": "invalid_request",
+    "error_description": "Missing 'assertion' in request.",
+}
+BAD_CLIENT_CREDENTIALS = {
+    "error": "invalid_client",
+    "error_description": "The client cannot authenticate with methods: "
+    "['client_secret_basic', 'client_secret_post', 'none']",
+}
+GRANT_NOT_ALLOWED = {
+    "error": "unauthorized_client",
+    "error_description": "The client is not authorized to use "
+    f"'grant_type={SAML2_BEARER_GRANT_TYPE}'",
+}
+INVALID_SCOPE = {
+    "error": "invalid_scope",
+    "error_description": "The requested scope is invalid, unknown, or malformed.",
+}
+
+SAMLP_NS = "urn:oasis:names:tc:SAML:2.0:protocol"
+MD_NS = "urn:oasis:names:tc:SAML:2.0:metadata"
+NS = {"saml": SAML_NS, "samlp": SAMLP_NS, "ds": DS_NS, "md": MD_NS}
+
+HOLDER_OF_KEY = "urn:oasis:names:tc:SAML:2.0:cm:holder-of-key"
+SENDER_VOUCHES = "urn:oasis:names:tc:SAML:2.0:cm:sender-vouches"
+
+# XML-DSig algorithm and transform URIs.
+ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
+EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
+EXC_C14N_COMMENTS = "http://www.w3.org/2001/10/xml-exc-c14n#WithComments"
+XSLT = "http://www.w3.org/TR/1999/REC-xslt-19991116"
+XPATH = "http://www.w3.org/TR/1999/REC-xpath-19991116"
+XPATH_FILTER2 = "http://www.w3.org/2002/06/xmldsig-filter2"
+BASE64_TRANSFORM = "http://www.w3.org/2000/09/xmldsig#base64"
+RSA_SHA1 = "http://www.w3.org/2000/09/xmldsig#rsa-sha1"
+RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
+ECDSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256"
+HMAC_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#hmac-sha256"
+HMAC_SHA1 = "http://www.w3.org/2000/09/xmldsig#hmac-sha1"
+SHA1 = "http://www.w3.org/2000/09/xmldsig#sha1"
+SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
 
 
 def ago(seconds: float) -> datetime:
@@ -45,67 +83,154 @@ def from_now(seconds: float) -> datetime:
     return datetime.now(timezone.utc) + timedelta(seconds=seconds)
 
 
-def assert_rejected(status, body, reasons, reason):
-    """The client sees a generic invalid_grant; operators see ``reason``."""
-    assert status == 400, body
-    assert body == {"error": "invalid_grant", "error_description": GENERIC}
-    assert body["error_description"].isascii()
-    assert reasons == [reason]
+# -- XML -----------------------------------------------------------------------------
 
 
-def send(client, idp, xml_or_tree, **extra):
-    """Sign ``xml_or_tree`` (an unsigned tree) with ``idp`` if needed, then request a token."""
-    from authlib_saml2_grant.testing import encode_assertion
-
-    data = xml_or_tree if isinstance(xml_or_tree, bytes) else idp.sign(xml_or_tree)
-    return request_token(client, encode_assertion(data), **extra)
+def saml(name: str) -> str:
+    return f"{{{SAML_NS}}}{name}"
 
 
-def find(tree: etree._Element, path: str) -> etree._Element:
+def ds(name: str) -> str:
+    return f"{{{DS_NS}}}{name}"
+
+
+def one(tree: etree._Element, path: str) -> etree._Element:
+    """The single element at ``path`` (prefixes of :data:`NS`)."""
     found = tree.xpath(path, namespaces=NS)
-    assert len(found) == 1, path
+    assert len(found) == 1, (path, len(found))
     return found[0]
 
 
-class AppHarness:
-    """A Flask app from ``create_app`` with its client and signal recorders."""
+def duplicate(tree: etree._Element, path: str) -> etree._Element:
+    """Put a copy of the single element at ``path`` right after it; return the copy."""
+    element = one(tree, path)
+    copy = etree.fromstring(etree.tostring(element))
+    element.addnext(copy)
+    return copy
 
-    def __init__(self, app):
+
+def mint_tree(idp, **fields) -> etree._Element:
+    """A validly signed assertion for this server, parsed into a tree."""
+    return etree.fromstring(idp.sign(unsigned_tree(idp, **fields)))
+
+
+def metadata_with_key_of(idp, other, use="signing") -> etree._Element:
+    """``idp``'s metadata (EntityDescriptor) listing ``other``'s key too, for ``use``."""
+    root = etree.fromstring(idp.metadata())
+    key = one(etree.fromstring(other.metadata()), "md:IDPSSODescriptor/md:KeyDescriptor")
+    key.set("use", use)
+    one(root, "md:IDPSSODescriptor").append(key)
+    return root
+
+
+def entities_descriptor(*entities) -> bytes:
+    """Federation metadata: an EntitiesDescriptor of EntityDescriptors (bytes or trees)."""
+    root = etree.Element(f"{{{MD_NS}}}EntitiesDescriptor", nsmap={"md": MD_NS})
+    for entity in entities:
+        root.append(etree.fromstring(entity) if isinstance(entity, bytes) else entity)
+    return etree.tostring(root)
+
+
+def send(client, xml, **extra):
+    """POST an assertion given as XML bytes or a tree, as it is, base64url-encoded."""
+    data = xml if isinstance(xml, bytes) else etree.tostring(xml)
+    return request_token(client, encode_assertion(data), **extra)
+
+
+# -- what the client and the operator see ------------------------------------------------
+
+
+def assert_rejected(status, body, reasons, reason):
+    """The client sees the generic invalid_grant; the operator signal names ``reason``."""
+    assert status == 400, body
+    assert body == INVALID_GRANT, body
+    assert reasons == [reason], reasons
+
+
+def assert_accepted(status, body, accepted, subject="alice@example.com"):
+    """A bearer token, for one verified assertion about ``subject``; returns it."""
+    assert status == 200, body
+    assert body["token_type"] == "Bearer", body
+    assert len(accepted) == 1, accepted
+    assert accepted[0].subject == subject
+    return accepted[0]
+
+
+# -- apps configured per test ----------------------------------------------------------
+
+
+class AppHarness:
+    """A Flask app from ``create_app`` with its client and signal recorder."""
+
+    def __init__(self, app, signals):
         self.app = app
         self.client = app.test_client()
-        self.reasons: list[str] = []
-        self.accepted: list = []
-
-    def _rejected(self, sender, reason, **kwargs):
-        self.reasons.append(reason)
-
-    def _accepted(self, sender, assertion, **kwargs):
-        self.accepted.append(assertion)
+        self.reasons = signals.reasons
+        self.rejections = signals.rejections
+        self.accepted = signals.accepted
 
     def token(self, assertion, **extra):
         return request_token(self.client, assertion, **extra)
 
 
 @contextlib.contextmanager
-def app_for(tmp_path, idps, **settings):
-    """An app configured with ``settings`` (on top of the test defaults), in context."""
-    app = create_app(tmp_path, idps, **settings)
-    harness = AppHarness(app)
-    assertion_rejected.connect(harness._rejected, app)
-    assertion_accepted.connect(harness._accepted, app)
-    try:
-        with in_context(app):
-            yield harness
-    finally:
-        assertion_rejected.disconnect(harness._rejected, app)
-        assertion_accepted.disconnect(harness._accepted, app)
+def app_for(tmp_path, idps, grant=None, **settings):
+    """An app configured with ``settings`` (on top of the test defaults), in
+    context; ``grant`` registers a subclass of ``tests.conftest.Grant`` instead."""
+    app = create_app(tmp_path, idps, grant=grant, **settings)
+    with record_signals(app) as signals, in_context(app):
+        yield AppHarness(app, signals)
 
 
-def mint_for(idp, **fields):
-    """Mint an assertion addressed to the test server."""
-    fields.setdefault("audience", AS_ENTITY_ID)
-    fields.setdefault("recipient", TOKEN_ENDPOINT)
-    return idp.mint(**fields)
+# -- replay caches and outages ---------------------------------------------------------
+
+
+def in_threads(count, work):
+    """Call ``work(index)`` from ``count`` threads released together; return the
+    results in index order. An exception in any thread fails the test."""
+    barrier = threading.Barrier(count)
+    results = [None] * count
+    errors = []
+
+    def run(index):
+        try:
+            barrier.wait(timeout=30)
+            results[index] = work(index)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=90)
+    assert not errors, errors
+    return results
+
+
+def redeem_concurrently(app, assertion, threads):
+    """POST ``assertion`` from ``threads`` threads at once; each result is
+    ``(status, body)``, or ``(exception name, None)`` if the request raised
+    (e.g. a database pool timeout escaping the grant)."""
+
+    def redeem(index):
+        with app.app_context():
+            try:
+                return request_token(app.test_client(), assertion)
+            except Exception as exc:  # reported by the caller's assertions
+                return type(exc).__name__, None
+            finally:
+                db.session.remove()
+
+    return in_threads(threads, redeem)
+
+
+def assert_redeemed_once(results, reasons):
+    """One token; every other redemption the generic invalid_grant, ``replayed``."""
+    refused = len(results) - 1
+    assert sorted(str(status) for status, _ in results) == ["200"] + ["400"] * refused, results
+    assert [body for status, body in results if status == 400] == [INVALID_GRANT] * refused
+    assert sorted(reasons) == ["replayed"] * refused, reasons
 
 
 def race_add(url, table_name, keys, barrier, results):
@@ -116,7 +241,7 @@ def race_add(url, table_name, keys, barrier, results):
 
     engine = sa.create_engine(url)
     cache = SQLAlchemyReplayCache(engine, table_name=table_name)
-    expires_at = datetime.now(timezone.utc) + timedelta(minutes=5)
+    expires_at = from_now(300)
     outcome = []
     for key in keys:
         barrier.wait(timeout=30)
@@ -136,14 +261,14 @@ def replay_rows(cache) -> int:
 @contextlib.contextmanager
 def token_store_down(app):
     """Make the app's ``save_token`` raise, as a token database outage would."""
-    server = app.extensions["test_server"]
-    original = server._save_token
+    storage = app.extensions["test_storage"]
+    original = storage.save_token
 
     def broken(token, request):
         raise RuntimeError("token database is down")
 
-    server._save_token = broken
+    storage.save_token = broken
     try:
         yield
     finally:
-        server._save_token = original
+        storage.save_token = original

@@ -21,9 +21,9 @@ from authlib_saml2_grant import get_settings
 from authlib_saml2_grant.testing import generate_key_pair
 
 from .conftest import AS_ENTITY_ID
-from .conftest import TOKEN_ENDPOINT
 from .conftest import create_app
-from .conftest import db
+from .conftest import in_context
+from .conftest import mint_for
 from .conftest import request_token
 
 #: Everything that parses a certificate, a key, metadata or settings.
@@ -67,13 +67,9 @@ def _count_calls(monkeypatch, calls: collections.Counter) -> None:
         monkeypatch.setattr(cls, method, counted(name, getattr(cls, method)))
 
 
-def _mint(idp):
-    return idp.mint(audience=AS_ENTITY_ID, recipient=TOKEN_ENDPOINT)
-
-
 def test_requests_parse_no_certificate_metadata_or_setting(app, client, idp, ec_idp, monkeypatch):
     """After start-up, token requests only look up ready objects."""
-    assertions = [_mint(idp), _mint(ec_idp), _mint(idp), _mint(ec_idp), _mint(idp)]
+    assertions = [mint_for(signer) for signer in (idp, ec_idp, idp, ec_idp, idp)]
     calls: collections.Counter = collections.Counter()
     _count_calls(monkeypatch, calls)
     for assertion in assertions:
@@ -112,10 +108,8 @@ class _RolloverIdP:
 
 @pytest.fixture
 def rollover_app(tmp_path, idp):
-    app = create_app(tmp_path, [_RolloverIdP(idp)])
-    with app.app_context():
+    with in_context(create_app(tmp_path, [_RolloverIdP(idp)])) as app:
         yield app
-        db.session.remove()
 
 
 def test_keyinfo_certificate_tried_first(rollover_app, idp, monkeypatch):
@@ -126,7 +120,7 @@ def test_keyinfo_certificate_tried_first(rollover_app, idp, monkeypatch):
     provider = verifier.trust.get(idp.entity_id)
     assert len(provider.certificates) == 10
     assert provider.certificates[-1] == idp.certificate
-    assertions = [_mint(idp) for _ in range(3)]
+    assertions = [mint_for(idp) for _ in range(3)]
     calls = []
     original = XMLVerifier.verify
 

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from lxml import etree
 
 from authlib_saml2_grant import ConfigurationError
 from authlib_saml2_grant import IdentityProvider
@@ -20,17 +21,20 @@ from authlib_saml2_grant.settings import load_settings
 from authlib_saml2_grant.signature import DEFAULT_DIGEST_ALGORITHMS
 from authlib_saml2_grant.signature import DEFAULT_SIGNATURE_ALGORITHMS
 
-from .conftest import AS_ENTITY_ID
-from .conftest import TOKEN_ENDPOINT
+from .conftest import AUDIENCES
+from .conftest import mint_for
+from .helpers import ECDSA_SHA256
+from .helpers import HMAC_SHA1
+from .helpers import HMAC_SHA256
+from .helpers import MD_NS
+from .helpers import RSA_SHA1
+from .helpers import RSA_SHA256
+from .helpers import SHA1
+from .helpers import SHA256
 from .helpers import app_for
-from .helpers import mint_for
-
-AUDIENCES = [AS_ENTITY_ID, TOKEN_ENDPOINT]
-MD = "urn:oasis:names:tc:SAML:2.0:metadata"
-RSA_SHA1 = "http://www.w3.org/2000/09/xmldsig#rsa-sha1"
-SHA1 = "http://www.w3.org/2000/09/xmldsig#sha1"
-RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
-SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
+from .helpers import assert_rejected
+from .helpers import entities_descriptor
+from .helpers import metadata_with_key_of
 
 #: A replay cache importable by string, for SAML2_BEARER_REPLAY_CACHE.
 SHARED_CACHE = MemoryReplayCache(max_entries=10)
@@ -74,9 +78,9 @@ def test_default_algorithms_are_strong():
     """SHA-1, MD5, DSA and HMAC are never among the defaults."""
     for uri in (*DEFAULT_SIGNATURE_ALGORITHMS, *DEFAULT_DIGEST_ALGORITHMS):
         assert not re.search(r"sha1|md5|#dsa-|hmac", uri, re.IGNORECASE), uri
-    assert "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256" in DEFAULT_SIGNATURE_ALGORITHMS
-    assert "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256" in DEFAULT_SIGNATURE_ALGORITHMS
-    assert "http://www.w3.org/2001/04/xmlenc#sha256" in DEFAULT_DIGEST_ALGORITHMS
+    assert RSA_SHA256 in DEFAULT_SIGNATURE_ALGORITHMS
+    assert ECDSA_SHA256 in DEFAULT_SIGNATURE_ALGORITHMS
+    assert SHA256 in DEFAULT_DIGEST_ALGORITHMS
 
 
 def test_defaults_applied():
@@ -131,8 +135,8 @@ def test_every_setting_read(idp):
 
 PEM_JUNK = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----"
 PRIVATE_KEY = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----"
-NO_IDP_METADATA = f"<md:EntityDescriptor xmlns:md='{MD}' entityID='https://x'/>"
-DOCTYPE_METADATA = f"<!DOCTYPE x><md:EntityDescriptor xmlns:md='{MD}' entityID='https://x'/>"
+NO_IDP_METADATA = f"<md:EntityDescriptor xmlns:md='{MD_NS}' entityID='https://x'/>"
+DOCTYPE_METADATA = f"<!DOCTYPE x><md:EntityDescriptor xmlns:md='{MD_NS}' entityID='https://x'/>"
 
 INVALID = [
     ("SAML2_BEARER_AUDIENCES", None),
@@ -164,7 +168,7 @@ INVALID = [
     ("SAML2_BEARER_SIGNATURE_ALGORITHMS", []),
     ("SAML2_BEARER_SIGNATURE_ALGORITHMS", [None]),
     ("SAML2_BEARER_SIGNATURE_ALGORITHMS", None),
-    ("SAML2_BEARER_SIGNATURE_ALGORITHMS", ["http://www.w3.org/2001/04/xmlenc#sha256"]),
+    ("SAML2_BEARER_SIGNATURE_ALGORITHMS", [SHA256]),
     ("SAML2_BEARER_DIGEST_ALGORITHMS", ["http://www.w3.org/2001/04/xmldsig-more#md5x"]),
     ("SAML2_BEARER_DIGEST_ALGORITHMS", []),
     ("SAML2_BEARER_DIGEST_ALGORITHMS", ["http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"]),
@@ -202,8 +206,8 @@ def test_missing_audiences():
 @pytest.mark.parametrize(
     "uri",
     [
-        "http://www.w3.org/2000/09/xmldsig#hmac-sha1",
-        "http://www.w3.org/2001/04/xmldsig-more#hmac-sha256",
+        HMAC_SHA1,
+        HMAC_SHA256,
         "http://www.w3.org/2001/04/xmldsig-more#hmac-sha512",
     ],
 )
@@ -243,78 +247,59 @@ def test_sha1_can_be_enabled():
     assert settings.verifier.signature_policy.digest_algorithms == (SHA1,)
 
 
-def _idp_invalid(tmp_path, idp):
-    missing = str(tmp_path / "missing.xml")
-    return {
-        "no entity_id": [{"certificates": [idp.certificate_pem]}],
-        "empty entity_id": [{"entity_id": "", "certificates": [idp.certificate_pem]}],
-        "entity_id not a string": [{"entity_id": 5, "certificates": [idp.certificate_pem]}],
-        "no certificates": [{"entity_id": "https://x"}],
-        "empty certificates": [{"entity_id": "https://x", "certificates": []}],
-        "certificates an int": [{"entity_id": "https://x", "certificates": 42}],
-        "certificates a dict": [{"entity_id": "https://x", "certificates": {"a": "b"}}],
-        "certificate an int": [{"entity_id": "https://x", "certificates": [123]}],
-        "certificate None": [{"entity_id": "https://x", "certificates": [None]}],
-        "certificate junk": [{"entity_id": "https://x", "certificates": ["not a certificate"]}],
-        "certificate empty": [{"entity_id": "https://x", "certificates": [""]}],
-        "certificate bad PEM": [{"entity_id": "https://x", "certificates": [PEM_JUNK]}],
-        "private key": [{"entity_id": "https://x", "certificates": [PRIVATE_KEY]}],
-        "certificate path missing": [{"entity_id": "https://x", "certificates": [missing]}],
-        "two certificates in one PEM": [
-            {"entity_id": "https://x", "certificates": [idp.certificate_pem * 2]}
-        ],
-        "metadata missing file": [{"metadata": missing}],
-        "metadata directory": [{"metadata": str(tmp_path)}],
-        "metadata an int": [{"metadata": 42}],
-        "metadata None": [{"metadata": None}],
-        "metadata not XML": [{"metadata": "<md:EntityDescriptor"}],
-        "metadata without IdP": [{"metadata": NO_IDP_METADATA}],
-        "metadata with DOCTYPE": [{"metadata": DOCTYPE_METADATA}],
-        "metadata not metadata": [{"metadata": "<a/>"}],
-        "second entry bad": [idp.settings_entry(), {"entity_id": "https://x"}],
-        "unknown key": [{**idp.settings_entry(), "certificate": idp.certificate_pem}],
-        "metadata and certificates": [
-            {"metadata": idp.metadata(), "certificates": [idp.certificate_pem]}
-        ],
-        "metadata lacks entity_id": [{"metadata": idp.metadata(), "entity_id": "https://x"}],
-    }
+#: Invalid SAML2_BEARER_IDENTITY_PROVIDERS values, built from the test IdP and a
+#: temporary directory; the last entry of each is the bad one.
+INVALID_IDENTITY_PROVIDERS = {
+    "no entity_id": lambda idp, tmp: [{"certificates": [idp.certificate_pem]}],
+    "empty entity_id": lambda idp, tmp: [{"entity_id": "", "certificates": [idp.certificate_pem]}],
+    "entity_id not a string": lambda idp, tmp: [
+        {"entity_id": 5, "certificates": [idp.certificate_pem]}
+    ],
+    "no certificates": lambda idp, tmp: [{"entity_id": "https://x"}],
+    "empty certificates": lambda idp, tmp: [{"entity_id": "https://x", "certificates": []}],
+    "certificates an int": lambda idp, tmp: [{"entity_id": "https://x", "certificates": 42}],
+    "certificates a dict": lambda idp, tmp: [
+        {"entity_id": "https://x", "certificates": {"a": "b"}}
+    ],
+    "certificate an int": lambda idp, tmp: [{"entity_id": "https://x", "certificates": [123]}],
+    "certificate None": lambda idp, tmp: [{"entity_id": "https://x", "certificates": [None]}],
+    "certificate junk": lambda idp, tmp: [
+        {"entity_id": "https://x", "certificates": ["not a certificate"]}
+    ],
+    "certificate empty": lambda idp, tmp: [{"entity_id": "https://x", "certificates": [""]}],
+    "certificate bad PEM": lambda idp, tmp: [
+        {"entity_id": "https://x", "certificates": [PEM_JUNK]}
+    ],
+    "private key": lambda idp, tmp: [{"entity_id": "https://x", "certificates": [PRIVATE_KEY]}],
+    "certificate path missing": lambda idp, tmp: [
+        {"entity_id": "https://x", "certificates": [str(tmp / "missing.xml")]}
+    ],
+    "two certificates in one PEM": lambda idp, tmp: [
+        {"entity_id": "https://x", "certificates": [idp.certificate_pem * 2]}
+    ],
+    "metadata missing file": lambda idp, tmp: [{"metadata": str(tmp / "missing.xml")}],
+    "metadata directory": lambda idp, tmp: [{"metadata": str(tmp)}],
+    "metadata an int": lambda idp, tmp: [{"metadata": 42}],
+    "metadata None": lambda idp, tmp: [{"metadata": None}],
+    "metadata not XML": lambda idp, tmp: [{"metadata": "<md:EntityDescriptor"}],
+    "metadata without IdP": lambda idp, tmp: [{"metadata": NO_IDP_METADATA}],
+    "metadata with DOCTYPE": lambda idp, tmp: [{"metadata": DOCTYPE_METADATA}],
+    "metadata not metadata": lambda idp, tmp: [{"metadata": "<a/>"}],
+    "second entry bad": lambda idp, tmp: [idp.settings_entry(), {"entity_id": "https://x"}],
+    "unknown key": lambda idp, tmp: [{**idp.settings_entry(), "certificate": idp.certificate_pem}],
+    "metadata and certificates": lambda idp, tmp: [
+        {"metadata": idp.metadata(), "certificates": [idp.certificate_pem]}
+    ],
+    "metadata lacks entity_id": lambda idp, tmp: [
+        {"metadata": idp.metadata(), "entity_id": "https://x"}
+    ],
+}
 
 
-IDP_CASES = [
-    "no entity_id",
-    "empty entity_id",
-    "entity_id not a string",
-    "no certificates",
-    "empty certificates",
-    "certificates an int",
-    "certificates a dict",
-    "certificate an int",
-    "certificate None",
-    "certificate junk",
-    "certificate empty",
-    "certificate bad PEM",
-    "private key",
-    "certificate path missing",
-    "two certificates in one PEM",
-    "metadata missing file",
-    "metadata directory",
-    "metadata an int",
-    "metadata None",
-    "metadata not XML",
-    "metadata without IdP",
-    "metadata with DOCTYPE",
-    "metadata not metadata",
-    "second entry bad",
-    "unknown key",
-    "metadata and certificates",
-    "metadata lacks entity_id",
-]
-
-
-@pytest.mark.parametrize("case", IDP_CASES)
+@pytest.mark.parametrize("case", list(INVALID_IDENTITY_PROVIDERS))
 def test_invalid_identity_provider(tmp_path, idp, case):
     """A bad IdP entry fails fast, naming the setting and the entry's index."""
-    entries = _idp_invalid(tmp_path, idp)[case]
+    entries = INVALID_IDENTITY_PROVIDERS[case](idp, tmp_path)
     index = len(entries) - 1
     with pytest.raises(
         ConfigurationError, match=re.escape(f"SAML2_BEARER_IDENTITY_PROVIDERS[{index}]")
@@ -342,46 +327,36 @@ def test_configuration_error_is_value_error():
 # -- certificates and identity providers -------------------------------------------------------
 
 
-def _certificate_forms(tmp_path, idp):
-    der = idp.certificate.public_bytes(serialization.Encoding.DER)
-    pem_path = tmp_path / "idp.pem"
-    pem_path.write_text(idp.certificate_pem)
-    der_path = tmp_path / "idp.der"
-    der_path.write_bytes(der)
-    return {
-        "PEM text": idp.certificate_pem,
-        "PEM text, indented": "\n".join("    " + line for line in idp.certificate_pem.splitlines()),
-        "PEM bytes": idp.certificate_pem.encode(),
-        "PEM file path": str(pem_path),
-        "PEM pathlib.Path": pem_path,
-        "PEM file path, padded": f"  {pem_path}\n",
-        "DER file path": str(der_path),
-        "bare Base64 DER": base64.b64encode(der).decode(),
-        "bare Base64 DER, wrapped": "\n".join(
-            base64.b64encode(der).decode()[i : i + 64] for i in range(0, 2000, 64)
-        ),
-        "certificate object": idp.certificate,
-    }
+def _der_base64(idp) -> str:
+    return base64.b64encode(idp.certificate.public_bytes(serialization.Encoding.DER)).decode()
 
 
-CERTIFICATE_FORMS = [
-    "PEM text",
-    "PEM text, indented",
-    "PEM bytes",
-    "PEM file path",
-    "PEM pathlib.Path",
-    "PEM file path, padded",
-    "DER file path",
-    "bare Base64 DER",
-    "bare Base64 DER, wrapped",
-    "certificate object",
-]
+#: Spellings of the test IdP's certificate; ``pem`` and ``der`` are files holding it.
+CERTIFICATE_FORMS = {
+    "PEM text": lambda idp, pem, der: idp.certificate_pem,
+    "PEM text, indented": lambda idp, pem, der: "\n".join(
+        "    " + line for line in idp.certificate_pem.splitlines()
+    ),
+    "PEM bytes": lambda idp, pem, der: idp.certificate_pem.encode(),
+    "PEM file path": lambda idp, pem, der: str(pem),
+    "PEM pathlib.Path": lambda idp, pem, der: pem,
+    "PEM file path, padded": lambda idp, pem, der: f"  {pem}\n",
+    "DER file path": lambda idp, pem, der: str(der),
+    "bare Base64 DER": lambda idp, pem, der: _der_base64(idp),
+    "bare Base64 DER, wrapped": lambda idp, pem, der: "\n".join(
+        _der_base64(idp)[i : i + 64] for i in range(0, 2000, 64)
+    ),
+    "certificate object": lambda idp, pem, der: idp.certificate,
+}
 
 
-@pytest.mark.parametrize("form", CERTIFICATE_FORMS)
+@pytest.mark.parametrize("form", list(CERTIFICATE_FORMS))
 def test_certificate_forms(tmp_path, idp, form):
     """Certificates as PEM text, PEM or DER file path, bare Base64 DER, or objects."""
-    certificate = _certificate_forms(tmp_path, idp)[form]
+    pem, der = tmp_path / "idp.pem", tmp_path / "idp.der"
+    pem.write_text(idp.certificate_pem)
+    der.write_bytes(idp.certificate.public_bytes(serialization.Encoding.DER))
+    certificate = CERTIFICATE_FORMS[form](idp, pem, der)
     for certificates in ([certificate], certificate, (certificate,)):
         if not isinstance(certificate, str) and certificates is certificate:
             continue
@@ -431,31 +406,23 @@ def test_metadata_entry_pathlib(tmp_path, idp):
     assert settings.verifier.trust.get(idp.entity_id).certificates == (idp.certificate,)
 
 
-def _aggregate_metadata(*idps):
-    from lxml import etree
-
-    root = etree.Element(f"{{{MD}}}EntitiesDescriptor", nsmap={"md": MD})
-    for each in idps:
-        root.append(etree.fromstring(each.metadata()))
-    return etree.tostring(root)
-
-
 def test_metadata_aggregate_trusts_every_idp(idp, ec_idp):
     """An EntitiesDescriptor without 'entity_id' trusts every IdP it lists."""
-    entry = {"metadata": _aggregate_metadata(idp, ec_idp)}
+    entry = {"metadata": entities_descriptor(idp.metadata(), ec_idp.metadata())}
     trust = load(SAML2_BEARER_IDENTITY_PROVIDERS=[entry]).verifier.trust
     assert {p.entity_id for p in trust} == {idp.entity_id, ec_idp.entity_id}
 
 
 def test_metadata_entity_id_selects_one_idp(tmp_path, idp, ec_idp):
     """With 'entity_id', only that IdP of a federation's metadata is trusted."""
-    entry = {"metadata": _aggregate_metadata(idp, ec_idp), "entity_id": ec_idp.entity_id}
+    metadata = entities_descriptor(idp.metadata(), ec_idp.metadata())
+    entry = {"metadata": metadata, "entity_id": ec_idp.entity_id}
     with app_for(tmp_path, [], SAML2_BEARER_IDENTITY_PROVIDERS=[entry]) as h:
         assert [p.entity_id for p in get_settings(h.app).verifier.trust] == [ec_idp.entity_id]
         status, body = h.token(mint_for(ec_idp))
         assert status == 200, body
         status, body = h.token(mint_for(idp))
-        assert (status, h.reasons) == (400, ["issuer_unknown"])
+        assert_rejected(status, body, h.reasons, "issuer_unknown")
 
 
 def test_identity_provider_loads_certificates(idp):
@@ -472,12 +439,7 @@ def test_identity_provider_loads_certificates(idp):
 
 def test_metadata_ignores_encryption_keys(idp, ec_idp):
     """Only signing KeyDescriptors (or ones without ``use``) are trusted to sign."""
-    from lxml import etree
-
-    root = etree.fromstring(idp.metadata())
-    other = etree.fromstring(ec_idp.metadata()).find(f"{{{MD}}}IDPSSODescriptor")[0]
-    other.set("use", "encryption")
-    root.find(f"{{{MD}}}IDPSSODescriptor").append(other)
+    root = metadata_with_key_of(idp, ec_idp, use="encryption")
     settings = load(SAML2_BEARER_IDENTITY_PROVIDERS=[{"metadata": etree.tostring(root)}])
     assert settings.verifier.trust.get(idp.entity_id).certificates == (idp.certificate,)
 
@@ -538,12 +500,3 @@ def test_requests_do_not_parse_settings(tmp_path, idp, monkeypatch):
         for _ in range(2):
             status, body = h.token(mint_for(idp))
             assert status == 200, body
-
-
-def test_refresh_token_flag_default_off(client, mint):
-    """SAML2_BEARER_ISSUE_REFRESH_TOKEN defaults to False: no refresh token."""
-    from .conftest import request_token
-
-    status, body = request_token(client, mint())
-    assert status == 200, body
-    assert "refresh_token" not in body

@@ -19,8 +19,9 @@ from authlib_saml2_grant.xml import DS_NS
 from authlib_saml2_grant.xml import parse_xml
 from authlib_saml2_grant.xmldsig import ParsedTreeVerifier
 
+from .helpers import EXC_C14N
+
 DSIG11_NS = "http://www.w3.org/2009/xmldsig11#"
-EXC_NS = "http://www.w3.org/2001/10/xml-exc-c14n#"
 
 #: Every (query, xpath) signxml 5 passes to ``_find``/``_findall`` when
 #: verifying, plus misses and queries the fast path must hand back.
@@ -56,7 +57,7 @@ QUERIES = [
 #: A signature shaped to trip a naive lookup: comments, processing
 #: instructions, look-alike names in other namespaces, repeated children and
 #: nested elements of the same name.
-TRICKY = f"""<root xmlns:ds="{DS_NS}" xmlns:dsig11="{DSIG11_NS}" xmlns:ec="{EXC_NS}"
+TRICKY = f"""<root xmlns:ds="{DS_NS}" xmlns:dsig11="{DSIG11_NS}" xmlns:ec="{EXC_C14N}"
     xmlns:x="urn:other"><!-- c --><?pi x?><x:Signature/>
   <ds:Signature Id="placeholder"><!-- c --><x:SignedInfo/><?pi?>
     <ds:SignedInfo><ds:Reference URI="#a"/><ds:Reference URI="#b"/>

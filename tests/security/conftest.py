@@ -4,23 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from authlib_saml2_grant import assertion_rejected
-
 from ..conftest import create_app
 from ..conftest import in_context
-
-
-@pytest.fixture
-def rejections(app):
-    """Every rejection as ``(reason, details)``: proves which check fired."""
-    seen = []
-
-    def record(sender, reason, details=None, **kwargs):
-        seen.append((reason, dict(details or {})))
-
-    assertion_rejected.connect(record, app)
-    yield seen
-    assertion_rejected.disconnect(record, app)
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""An attacker's toolbox: build, re-sign and re-shape signed assertions.
+"""An attacker's toolbox: sign assertions by hand, in any shape.
 
 ``hand_sign`` writes an XML-DSig signature by hand (exclusive c14n, RSA or
 HMAC) so a test can produce a *cryptographically valid* signature of any shape
@@ -21,105 +21,21 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from lxml import etree
 
-from authlib_saml2_grant.testing import build_assertion
-from authlib_saml2_grant.testing import encode_assertion
 from authlib_saml2_grant.xml import DS_NS
-from authlib_saml2_grant.xml import SAML_NS
 
-from ..conftest import AS_ENTITY_ID
-from ..conftest import TOKEN_ENDPOINT
-from ..conftest import request_token
+from ..helpers import ENVELOPED
+from ..helpers import EXC_C14N
+from ..helpers import RSA_SHA256
+from ..helpers import SHA1
+from ..helpers import SHA256
+from ..helpers import ds
 
-SAMLP_NS = "urn:oasis:names:tc:SAML:2.0:protocol"
-MD_NS = "urn:oasis:names:tc:SAML:2.0:metadata"
-NS = {"saml": SAML_NS, "samlp": SAMLP_NS, "ds": DS_NS, "md": MD_NS}
-GENERIC = "The SAML assertion is invalid, expired or already used."
-
-ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
-EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
-EXC_C14N_COMMENTS = "http://www.w3.org/2001/10/xml-exc-c14n#WithComments"
-XSLT = "http://www.w3.org/TR/1999/REC-xslt-19991116"
-XPATH = "http://www.w3.org/TR/1999/REC-xpath-19991116"
-XPATH_FILTER2 = "http://www.w3.org/2002/06/xmldsig-filter2"
-BASE64_TRANSFORM = "http://www.w3.org/2000/09/xmldsig#base64"
-RSA_SHA1 = "http://www.w3.org/2000/09/xmldsig#rsa-sha1"
-RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
-HMAC_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#hmac-sha256"
-HMAC_SHA1 = "http://www.w3.org/2000/09/xmldsig#hmac-sha1"
-SHA1 = "http://www.w3.org/2000/09/xmldsig#sha1"
-SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
 _DIGESTS = {SHA1: hashlib.sha1, SHA256: hashlib.sha256}
-
-__all__ = [
-    "NS",
-    "GENERIC",
-    "ds",
-    "saml",
-    "c14n",
-    "hand_sign",
-    "mint_tree",
-    "send_xml",
-    "assert_rejected",
-]
-
-
-def saml(name: str) -> str:
-    return f"{{{SAML_NS}}}{name}"
-
-
-def ds(name: str) -> str:
-    return f"{{{DS_NS}}}{name}"
 
 
 def c14n(element: etree._Element, with_comments: bool = False) -> bytes:
     """Exclusive canonical form, as the signature covers it."""
     return etree.tostring(element, method="c14n", exclusive=True, with_comments=with_comments)
-
-
-def one(tree: etree._Element, path: str) -> etree._Element:
-    found = tree.xpath(path, namespaces=NS)
-    assert len(found) == 1, (path, len(found))
-    return found[0]
-
-
-def mint_tree(idp, **fields) -> etree._Element:
-    """A validly signed assertion for this server, parsed into a tree."""
-    fields.setdefault("audience", AS_ENTITY_ID)
-    fields.setdefault("recipient", TOKEN_ENDPOINT)
-    return etree.fromstring(idp.mint_xml(**fields))
-
-
-def unsigned_tree(idp, **fields) -> etree._Element:
-    """An unsigned assertion (with its signature placeholder) to tamper with, then sign."""
-    fields.setdefault("audience", AS_ENTITY_ID)
-    fields.setdefault("recipient", TOKEN_ENDPOINT)
-    fields.setdefault("issuer", idp.entity_id)
-    return build_assertion(**fields)
-
-
-def to_bytes(tree: etree._Element) -> bytes:
-    return etree.tostring(tree)
-
-
-def send_xml(client, xml, **extra):
-    """POST an assertion given as bytes or a tree, base64url-encoded."""
-    data = xml if isinstance(xml, bytes) else etree.tostring(xml)
-    return request_token(client, encode_assertion(data), **extra)
-
-
-def assert_rejected(status, body, reasons, reason, error="invalid_grant"):
-    """The client sees the generic error; the operator signal names ``reason``."""
-    assert status == 400, body
-    assert body == {"error": error, "error_description": GENERIC}, body
-    assert reasons == [reason], reasons
-
-
-def assert_accepted(status, body, accepted, subject="alice@example.com"):
-    assert status == 200, body
-    assert body["token_type"] == "Bearer"
-    assert len(accepted) == 1
-    assert accepted[0].subject == subject
-    return accepted[0]
 
 
 def hand_sign(

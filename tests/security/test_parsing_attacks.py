@@ -8,25 +8,22 @@ parser that let it through would hand a verifiable document to the next step.
 
 from __future__ import annotations
 
-import base64
 import time
 
 import pytest
 from lxml import etree
 
-from authlib_saml2_grant import SAML2_BEARER_GRANT_TYPE
 from authlib_saml2_grant.testing import encode_assertion
 from authlib_saml2_grant.xml import SAML_NS
 
-from ..conftest import basic_auth
 from ..conftest import request_token
-from .forge import assert_accepted
-from .forge import assert_rejected
-from .forge import mint_tree
-from .forge import one
-from .forge import saml
-from .forge import send_xml
-from .forge import unsigned_tree
+from ..conftest import unsigned_tree
+from ..helpers import assert_accepted
+from ..helpers import assert_rejected
+from ..helpers import mint_tree
+from ..helpers import one
+from ..helpers import saml
+from ..helpers import send
 
 ROOT = "saml:Assertion"
 
@@ -60,7 +57,7 @@ def test_doctype_refused(client, idp, reasons, name):
     signed = etree.tostring(mint_tree(idp))
     xml = b'<?xml version="1.0" encoding="UTF-8"?>\n' + DOCTYPES[name].encode() + b"\n" + signed
     started = time.monotonic()
-    assert_rejected(*send_xml(client, xml), reasons, "doctype_forbidden")
+    assert_rejected(*send(client, xml), reasons, "doctype_forbidden")
     assert time.monotonic() - started < 2
 
 
@@ -71,13 +68,13 @@ def test_entity_reference_in_signed_nameid_never_expanded(client, idp, reasons):
         b"alice@example.com</saml:NameID>", b"&xxe;</saml:NameID>"
     )
     xml = DOCTYPES["xxe_file"].encode() + signed
-    assert_rejected(*send_xml(client, xml), reasons, "doctype_forbidden")
+    assert_rejected(*send(client, xml), reasons, "doctype_forbidden")
 
 
 def test_undefined_entity_without_doctype(client, idp, reasons):
     """An undeclared entity reference is malformed XML, not an empty string."""
     signed = etree.tostring(mint_tree(idp)).replace(b"alice@example.com", b"&xxe;")
-    assert_rejected(*send_xml(client, signed), reasons, "xml_malformed")
+    assert_rejected(*send(client, signed), reasons, "xml_malformed")
 
 
 def test_xinclude_never_processed(client, idp, accepted):
@@ -91,7 +88,7 @@ def test_xinclude_never_processed(client, idp, accepted):
     )
     include.tail = ""
     xml = idp.sign(tree)
-    verified = assert_accepted(*send_xml(client, xml), accepted)
+    verified = assert_accepted(*send(client, xml), accepted)
     assert "root:" not in "".join(verified.attributes["groups"])
 
 
@@ -99,7 +96,7 @@ def test_xslt_processing_instruction_inert(client, idp, accepted):
     """An ``xml-stylesheet`` PI before the root is never applied."""
     signed = etree.tostring(mint_tree(idp))
     xml = b'<?xml-stylesheet type="text/xsl" href="http://attacker.example/x.xsl"?>' + signed
-    assert_accepted(*send_xml(client, xml), accepted)
+    assert_accepted(*send(client, xml), accepted)
 
 
 @pytest.mark.parametrize(
@@ -116,7 +113,7 @@ def test_void_canonicalization_relative_namespace(client, idp, reasons, uri):
         xml = etree.tostring(mint_tree(idp)).replace(
             b"<saml:Subject>", f'<saml:Subject xmlns:v="{uri}">'.encode()
         )
-    assert_rejected(*send_xml(client, xml), reasons, "namespace_invalid")
+    assert_rejected(*send(client, xml), reasons, "namespace_invalid")
 
 
 def test_relative_namespace_declared_on_root(client, idp, reasons):
@@ -124,7 +121,7 @@ def test_relative_namespace_declared_on_root(client, idp, reasons):
     xml = etree.tostring(mint_tree(idp)).replace(
         b"<saml:Assertion ", b'<saml:Assertion xmlns:v="rel" ', 1
     )
-    assert_rejected(*send_xml(client, xml), reasons, "namespace_invalid")
+    assert_rejected(*send(client, xml), reasons, "namespace_invalid")
 
 
 def test_encrypted_assertion_root(client, idp, reasons):
@@ -134,36 +131,17 @@ def test_encrypted_assertion_root(client, idp, reasons):
         root, "{http://www.w3.org/2001/04/xmlenc#}EncryptedData", Type="Element"
     )
     etree.SubElement(data, "{http://www.w3.org/2001/04/xmlenc#}CipherData").text = "AAAA"
-    assert_rejected(*send_xml(client, root), reasons, "encrypted_assertion_unsupported")
-
-
-def test_encrypted_id_subject(client, idp, reasons):
-    """An EncryptedID subject cannot be read: refused, not skipped."""
-    tree = unsigned_tree(idp)
-    subject = one(tree, "saml:Subject")
-    subject.insert(0, etree.Element(saml("EncryptedID")))
-    assert_rejected(*send_xml(client, idp.sign(tree)), reasons, "subject_malformed")
+    assert_rejected(*send(client, root), reasons, "encrypted_assertion_unsupported")
 
 
 # -- sizes, shapes, encodings ------------------------------------------------------
 
 
-def test_oversized_parameter_refused_before_decoding(client, reasons):
-    """Size first (SECURITY.md step 1): the default limit is 128 KiB."""
-    started = time.monotonic()
-    assert_rejected(*request_token(client, "A" * 131_073), reasons, "assertion_too_large")
-    assert time.monotonic() - started < 2
-
-
 def test_oversized_signed_assertion(client, idp, reasons):
     """A validly signed but huge assertion (many attributes) is refused by size."""
-    xml = idp.mint_xml(
-        audience="https://as.example.com",
-        recipient="https://as.example.com/oauth/token",
-        attributes={f"a{i}": "v" * 200 for i in range(600)},
-    )
+    xml = etree.tostring(mint_tree(idp, attributes={f"a{i}": "v" * 200 for i in range(600)}))
     assert len(encode_assertion(xml)) > 131_072
-    assert_rejected(*send_xml(client, xml), reasons, "assertion_too_large")
+    assert_rejected(*send(client, xml), reasons, "assertion_too_large")
 
 
 @pytest.mark.parametrize("depth", [300, 5000])
@@ -174,14 +152,14 @@ def test_deeply_nested(client, idp, reasons, depth):
     xml = signed.replace(
         b"</saml:Subject>", b"<x>" * depth + b"</x>" * depth + b"</saml:Subject>", 1
     )
-    assert_rejected(*send_xml(client, xml), reasons, "xml_malformed")
+    assert_rejected(*send(client, xml), reasons, "xml_malformed")
 
 
 def test_deep_but_legal_nesting_breaks_signature_only(client, idp, reasons):
     """Moderate nesting parses; unsigned, it then fails the digest."""
     signed = etree.tostring(mint_tree(idp))
     xml = signed.replace(b"</saml:Subject>", b"<x>" * 100 + b"</x>" * 100 + b"</saml:Subject>")
-    assert_rejected(*send_xml(client, xml), reasons, "signature_invalid")
+    assert_rejected(*send(client, xml), reasons, "signature_invalid")
 
 
 @pytest.mark.parametrize(
@@ -192,7 +170,7 @@ def test_deep_but_legal_nesting_breaks_signature_only(client, idp, reasons):
 def test_multi_root_or_trailing_content(client, idp, reasons, suffix):
     """One document, one root (SECURITY.md step 3)."""
     xml = etree.tostring(mint_tree(idp)) + suffix
-    assert_rejected(*send_xml(client, xml), reasons, "xml_malformed")
+    assert_rejected(*send(client, xml), reasons, "xml_malformed")
 
 
 @pytest.mark.parametrize(
@@ -217,112 +195,26 @@ def test_utf16_and_utf32_refused(client, idp, reasons, codec):
     text = etree.tostring(mint_tree(idp)).decode()
     declared = codec.upper().replace("-LE", "").replace("-BE", "")
     xml = f'<?xml version="1.0" encoding="{declared}"?>{text}'.encode(codec)
-    assert_rejected(*send_xml(client, xml), reasons, "xml_malformed")
+    assert_rejected(*send(client, xml), reasons, "xml_malformed")
 
 
 @pytest.mark.parametrize("declared", ["ISO-8859-1", "US-ASCII", "windows-1252", "UTF-7"])
 def test_non_utf8_declaration_refused(client, idp, reasons, declared):
     """A declared encoding other than UTF-8 is refused even for ASCII bytes."""
     xml = f'<?xml version="1.0" encoding="{declared}"?>'.encode() + etree.tostring(mint_tree(idp))
-    assert_rejected(*send_xml(client, xml), reasons, "xml_malformed")
+    assert_rejected(*send(client, xml), reasons, "xml_malformed")
 
 
 def test_invalid_utf8_bytes(client, idp, reasons):
     """Latin-1 bytes in a UTF-8 document (a wrongly encoded NameID) are refused."""
     xml = etree.tostring(mint_tree(idp)).replace(b"alice@", "alicé@".encode("latin-1"))
-    assert_rejected(*send_xml(client, xml), reasons, "xml_malformed")
+    assert_rejected(*send(client, xml), reasons, "xml_malformed")
 
 
 def test_utf8_bom_is_fine(client, idp, accepted):
     """A UTF-8 byte order mark is legal UTF-8 XML."""
     xml = b"\xef\xbb\xbf" + etree.tostring(mint_tree(idp))
-    assert_accepted(*send_xml(client, xml), accepted)
-
-
-@pytest.mark.parametrize(
-    "mangle",
-    [
-        lambda s: s[:10] + " " + s[10:],
-        lambda s: s[:10] + "\n" + s[10:],
-        lambda s: s + "==A",
-        lambda s: s + "!",
-        lambda s: s.replace("A", "-", 1).replace("B", "+", 1),
-        lambda s: s[:20] + "=" + s[20:],
-        lambda s: s + "A",
-        lambda s: s[:15] + "%zz" + s[15:],
-        lambda s: s[:15] + "\u00e9" + s[15:],
-    ],
-    ids=[
-        "space",
-        "newline",
-        "trailing-after-pad",
-        "junk",
-        "mixed-alphabet",
-        "inner-pad",
-        "bad-length",
-        "bad-percent",
-        "non-ascii",
-    ],
-)
-def test_base64_junk_refused(client, idp, reasons, mangle):
-    """Decode strictly (SECURITY.md step 2): b64decode would silently skip junk."""
-    encoded = base64.b64encode(etree.tostring(mint_tree(idp))).decode()
-    assert "A" in encoded and "B" in encoded
-    assert_rejected(*request_token(client, mangle(encoded)), reasons, "encoding_invalid")
-
-
-def test_raw_xml_as_parameter(client, idp, reasons):
-    """Undecoded XML in the parameter is not Base64."""
-    xml = etree.tostring(mint_tree(idp)).decode()
-    assert_rejected(*request_token(client, xml), reasons, "encoding_invalid")
-
-
-# -- request parameters -------------------------------------------------------------
-
-
-def test_missing_assertion_parameter(client, reasons):
-    """RFC 7522 section 2.1: ``assertion`` is REQUIRED -> invalid_request."""
-    status, body = request_token(client, None)
-    assert (status, body["error"]) == (400, "invalid_request")
-    assert reasons == []
-
-
-def test_empty_assertion_parameter(client, reasons):
-    status, body = request_token(client, "")
-    assert (status, body["error"]) == (400, "invalid_request")
-    assert reasons == []
-
-
-def test_repeated_assertion_parameter(client, idp, reasons, accepted):
-    """A single assertion per request (section 2.1); neither copy is consumed."""
-    good = encode_assertion(etree.tostring(mint_tree(idp)))
-    for values in ([good, good], [good, "x"], ["x", good]):
-        response = client.post(
-            "/oauth/token",
-            data={"grant_type": SAML2_BEARER_GRANT_TYPE, "assertion": values},
-            headers=basic_auth(),
-        )
-        assert response.status_code == 400
-        assert response.get_json()["error"] == "invalid_request"
-    assert reasons == [] and accepted == []
-    # The assertion was not burned by the refused requests.
-    assert request_token(client, good)[0] == 200
-
-
-def test_assertion_in_query_and_body(client, idp, reasons):
-    """A copy smuggled in the query string is refused as invalid_request (the
-    assertion belongs in the form body), and neither copy is consumed."""
-    good = encode_assertion(etree.tostring(mint_tree(idp)))
-    for data in ({"assertion": good}, {}):
-        response = client.post(
-            f"/oauth/token?assertion={good}",
-            data={"grant_type": SAML2_BEARER_GRANT_TYPE, **data},
-            headers=basic_auth(),
-        )
-        assert response.status_code == 400
-        assert response.get_json()["error"] == "invalid_request"
-    assert reasons == []
-    assert request_token(client, good)[0] == 200
+    assert_accepted(*send(client, xml), accepted)
 
 
 @pytest.mark.parametrize("declaration", [b"", b'<?xml version="1.0" encoding="utf-8"?>\n'])
@@ -333,6 +225,6 @@ def test_non_ascii_utf8_content_survives(client, idp, accepted, declaration):
     tree = unsigned_tree(idp, attributes=names)
     xml = declaration + etree.tostring(etree.fromstring(idp.sign(tree)), encoding="utf-8")
     assert "Zürich".encode() in xml
-    verified = assert_accepted(*send_xml(client, xml), accepted)
+    verified = assert_accepted(*send(client, xml), accepted)
     assert verified.attributes["displayName"] == (names["displayName"],)
     assert verified.attributes["city"] == ("Zürich",)

@@ -19,26 +19,22 @@ from ..conftest import AS_ENTITY_ID
 from ..conftest import TOKEN_ENDPOINT
 from ..conftest import User
 from ..conftest import db
-from .forge import ENVELOPED
-from .forge import EXC_C14N_COMMENTS
-from .forge import assert_accepted
-from .forge import assert_rejected
-from .forge import ds
-from .forge import mint_tree
-from .forge import one
-from .forge import saml
-from .forge import send_xml
+from ..conftest import unsigned_tree
+from ..helpers import ENVELOPED
+from ..helpers import EXC_C14N_COMMENTS
+from ..helpers import assert_accepted
+from ..helpers import assert_rejected
+from ..helpers import ds
+from ..helpers import mint_tree
+from ..helpers import one
+from ..helpers import saml
+from ..helpers import send
 from .forge import sign_tree
-from .forge import unsigned_tree
 
 EVIL_NS = "urn:example:evil"
 SAML1_NS = "urn:oasis:names:tc:SAML:1.0:assertion"
 
 # -- NameID text ---------------------------------------------------------------
-
-
-def _nameid_bytes(tree) -> bytes:
-    return etree.tostring(tree)
 
 
 @pytest.mark.parametrize(
@@ -61,7 +57,7 @@ def test_nameid_markup_that_c14n_removes_yields_full_signed_value(client, idp, a
         b">alice@example.com</saml:NameID>", b">" + spelling + b"</saml:NameID>"
     )
     assert spelling in xml
-    assert_accepted(*send_xml(client, xml), accepted, "alice@example.com")
+    assert_accepted(*send(client, xml), accepted, "alice@example.com")
 
 
 def test_cve_2017_11427_comment_truncation(client, idp, accepted):
@@ -73,7 +69,7 @@ def test_cve_2017_11427_comment_truncation(client, idp, accepted):
     xml = etree.tostring(mint_tree(idp, subject=attacker)).replace(
         b">alice@example.com.evil.example<", b">alice@example.com<!---->.evil.example<"
     )
-    assert_accepted(*send_xml(client, xml), accepted, attacker)
+    assert_accepted(*send(client, xml), accepted, attacker)
 
 
 def test_cve_2017_11427_cdata_truncation(client, idp, reasons):
@@ -81,7 +77,7 @@ def test_cve_2017_11427_cdata_truncation(client, idp, reasons):
     xml = etree.tostring(mint_tree(idp, subject="alice@example.com.evil.example")).replace(
         b">alice@example.com.evil.example<", b">alice@example.com<![CDATA[.evil.example]]><"
     )
-    assert_rejected(*send_xml(client, xml), reasons, "user_unknown")
+    assert_rejected(*send(client, xml), reasons, "user_unknown")
 
 
 def test_processing_instruction_inserted_breaks_signature(client, idp, reasons):
@@ -89,7 +85,7 @@ def test_processing_instruction_inserted_breaks_signature(client, idp, reasons):
     xml = etree.tostring(mint_tree(idp)).replace(
         b">alice@example.com<", b">alice@example.com<?evil x?><"
     )
-    assert_rejected(*send_xml(client, xml), reasons, "signature_invalid")
+    assert_rejected(*send(client, xml), reasons, "signature_invalid")
 
 
 @pytest.mark.parametrize("markup", ["pi", "element", "comment-signed-with-comments"])
@@ -115,7 +111,7 @@ def test_signed_markup_inside_nameid_refused(client, idp, reasons, markup):
         assert b"<!--x-->" in xml
     else:
         xml = idp.sign(tree)
-    assert_rejected(*send_xml(client, xml), reasons, "subject_malformed")
+    assert_rejected(*send(client, xml), reasons, "subject_malformed")
 
 
 def test_comment_in_issuer(client, idp, reasons):
@@ -124,22 +120,7 @@ def test_comment_in_issuer(client, idp, reasons):
     xml = etree.tostring(mint_tree(idp)).replace(
         b">https://idp.example.com</saml:Issuer>", b">https://idp.example.com<!----></saml:Issuer>"
     )
-    assert_rejected(*send_xml(client, xml), reasons, "issuer_missing")
-
-
-@pytest.mark.parametrize("value", ["", "   ", "\n"])
-def test_empty_nameid(client, idp, reasons, value):
-    """RFC 7522 section 3 item 2: the Subject MUST identify the principal."""
-    tree = unsigned_tree(idp)
-    one(tree, "saml:Subject/saml:NameID").text = value
-    assert_rejected(*send_xml(client, idp.sign(tree)), reasons, "subject_missing")
-
-
-def test_two_nameids(client, idp, reasons):
-    tree = unsigned_tree(idp)
-    name_id = one(tree, "saml:Subject/saml:NameID")
-    name_id.addnext(copy.deepcopy(name_id))
-    assert_rejected(*send_xml(client, idp.sign(tree)), reasons, "subject_missing")
+    assert_rejected(*send(client, xml), reasons, "issuer_missing")
 
 
 # -- IDs -----------------------------------------------------------------------
@@ -149,7 +130,7 @@ def test_duplicate_id_inserted_after_signing(client, idp, reasons, rejections):
     """A second element carrying the root's ID makes the reference ambiguous."""
     tree = mint_tree(idp)
     one(tree, "saml:Subject").set("ID", tree.get("ID"))
-    assert_rejected(*send_xml(client, tree), reasons, "signature_invalid")
+    assert_rejected(*send(client, tree), reasons, "signature_invalid")
     assert "Ambiguous reference" in " ".join(rejections[0][1]["errors"])
 
 
@@ -158,7 +139,7 @@ def test_duplicate_id_signed_by_idp(client, idp, reasons):
     tree = unsigned_tree(idp)
     one(tree, "saml:Conditions").set("ID", tree.get("ID"))
     sign_tree(idp, tree)
-    assert_rejected(*send_xml(client, tree), reasons, "signature_invalid")
+    assert_rejected(*send(client, tree), reasons, "signature_invalid")
 
 
 def test_namespaced_id_only(client, idp, reasons):
@@ -167,7 +148,7 @@ def test_namespaced_id_only(client, idp, reasons):
     value = tree.get("ID")
     del tree.attrib["ID"]
     tree.set(f"{{{EVIL_NS}}}ID", value)
-    assert_rejected(*send_xml(client, etree.tostring(tree)), reasons, "id_missing")
+    assert_rejected(*send(client, etree.tostring(tree)), reasons, "id_missing")
 
 
 def test_namespaced_id_duplicates_signed_id(client, idp, reasons, rejections):
@@ -177,7 +158,7 @@ def test_namespaced_id_duplicates_signed_id(client, idp, reasons, rejections):
     evil = copy.deepcopy(original)
     evil.find(ds("Signature")).addnext(etree.Element(saml("Advice")))
     evil.set(f"{{{EVIL_NS}}}ID", original.get("ID"))
-    assert_rejected(*send_xml(client, evil), reasons, "signature_invalid")
+    assert_rejected(*send(client, evil), reasons, "signature_invalid")
     errors = " ".join(rejections[0][1]["errors"])
     assert "Ambiguous reference" in errors or "Digest mismatch" in errors
 
@@ -194,7 +175,7 @@ def test_namespaced_id_on_evil_root_with_moved_signature(client, idp, reasons, r
     one(evil, "saml:Issuer").addnext(signature)
     advice = etree.SubElement(evil, saml("Advice"))
     advice.append(original)
-    assert_rejected(*send_xml(client, evil), reasons, "signature_invalid")
+    assert_rejected(*send(client, evil), reasons, "signature_invalid")
     assert "Ambiguous reference" in " ".join(rejections[0][1]["errors"])
 
 
@@ -210,7 +191,7 @@ def test_reprefixed_copy_of_signed_assertion(client, idp, reasons, nsmap):
     decl = 'xmlns:s2="' if None not in nsmap else 'xmlns="'
     text = text.replace("saml:", new).replace('xmlns:saml="', decl)
     assert "saml:" not in text
-    assert_rejected(*send_xml(client, text.encode()), reasons, "signature_invalid")
+    assert_rejected(*send(client, text.encode()), reasons, "signature_invalid")
 
 
 def _rebind(element: etree._Element, namespace: str) -> etree._Element:
@@ -251,7 +232,7 @@ def test_foreign_namespace_lookalike_signed_by_idp(client, idp, reasons, path, n
     tree = unsigned_tree(idp)
     _rebind(one(tree, path), namespace)
     xml = idp.sign(tree) if reason != "issuer_missing" else etree.tostring(sign_tree(idp, tree))
-    assert_rejected(*send_xml(client, xml), reasons, reason)
+    assert_rejected(*send(client, xml), reasons, reason)
 
 
 def test_foreign_namespace_root_signed(client, idp, reasons):
@@ -259,7 +240,7 @@ def test_foreign_namespace_root_signed(client, idp, reasons):
     tree = unsigned_tree(idp)
     tree = _rebind_root(tree, SAML1_NS)
     sign_tree(idp, tree)
-    assert_rejected(*send_xml(client, tree), reasons, "not_an_assertion")
+    assert_rejected(*send(client, tree), reasons, "not_an_assertion")
 
 
 def _rebind_root(tree, namespace):
@@ -288,7 +269,7 @@ def test_nested_decoys_never_decide(client, idp, accepted, decoy_host):
         ),
     }
     hosts[decoy_host]().append(decoy)
-    assert_accepted(*send_xml(client, idp.sign(tree)), accepted, "alice@example.com")
+    assert_accepted(*send(client, idp.sign(tree)), accepted, "alice@example.com")
 
 
 def _after(tree, path, element):
@@ -303,7 +284,7 @@ def test_nested_audience_decoy_does_not_satisfy_audience(client, idp, reasons):
     conditions = etree.SubElement(advice, saml("Conditions"))
     restriction = etree.SubElement(conditions, saml("AudienceRestriction"))
     etree.SubElement(restriction, saml("Audience")).text = AS_ENTITY_ID
-    assert_rejected(*send_xml(client, idp.sign(tree)), reasons, "audience_mismatch")
+    assert_rejected(*send(client, idp.sign(tree)), reasons, "audience_mismatch")
 
 
 def test_nested_confirmation_decoy_does_not_satisfy_recipient(client, idp, reasons):
@@ -316,4 +297,4 @@ def test_nested_confirmation_decoy_does_not_satisfy_recipient(client, idp, reaso
     data = etree.SubElement(confirmation, saml("SubjectConfirmationData"))
     data.set("Recipient", TOKEN_ENDPOINT)
     data.set("NotOnOrAfter", "2999-01-01T00:00:00Z")
-    assert_rejected(*send_xml(client, idp.sign(tree)), reasons, "recipient_mismatch")
+    assert_rejected(*send(client, idp.sign(tree)), reasons, "recipient_mismatch")

@@ -17,17 +17,18 @@ from lxml import etree
 
 from authlib_saml2_grant.xml import SAML_NS
 
-from .forge import SAMLP_NS
-from .forge import assert_accepted
-from .forge import assert_rejected
-from .forge import ds
+from ..conftest import TOKEN_ENDPOINT
+from ..conftest import unsigned_tree
+from ..helpers import SAMLP_NS
+from ..helpers import assert_accepted
+from ..helpers import assert_rejected
+from ..helpers import ds
+from ..helpers import mint_tree
+from ..helpers import one
+from ..helpers import saml
+from ..helpers import send
 from .forge import hand_sign
-from .forge import mint_tree
-from .forge import one
-from .forge import saml
-from .forge import send_xml
 from .forge import strip_signature
-from .forge import unsigned_tree
 
 HOSTS = ("advice", "object", "keyinfo", "confirmation_data", "attribute_value", "child")
 
@@ -74,7 +75,7 @@ def test_xsw_signature_moved_to_evil_root(client, idp, reasons, rejections, wher
     evil = _evil_from(original)
     one(evil, "saml:Issuer").addnext(signature)
     _host(evil, signature, where).append(original)
-    status, body = send_xml(client, evil)
+    status, body = send(client, evil)
     assert_rejected(status, body, reasons, "signature_reference_invalid")
     assert rejections[0][1]["actual"] == f"#{original.get('ID')}"
 
@@ -86,7 +87,7 @@ def test_xsw_evil_root_without_signature(client, idp, reasons, where):
     original = mint_tree(idp, subject="mallory@example.com")
     evil = _evil_from(original)
     _host(evil, None, where).append(original)
-    status, body = send_xml(client, evil)
+    status, body = send(client, evil)
     assert_rejected(status, body, reasons, "signature_missing")
 
 
@@ -99,7 +100,7 @@ def test_xsw_evil_root_with_copied_signature(client, idp, reasons, rejections, w
     signature = copy.deepcopy(original.find(ds("Signature")))
     one(evil, "saml:Issuer").addnext(signature)
     _host(evil, signature, where).append(original)
-    status, body = send_xml(client, evil)
+    status, body = send(client, evil)
     assert_rejected(status, body, reasons, "signature_invalid")
     assert "Digest mismatch" in " ".join(rejections[0][1]["errors"])
 
@@ -115,7 +116,7 @@ def test_xsw_evil_root_reuses_signed_id(client, idp, reasons, rejections, where)
     evil.set("ID", original.get("ID"))
     one(evil, "saml:Issuer").addnext(signature)
     _host(evil, signature, where).append(original)
-    status, body = send_xml(client, evil)
+    status, body = send(client, evil)
     assert_rejected(status, body, reasons, "signature_invalid")
     assert "Ambiguous reference" in " ".join(rejections[0][1]["errors"])
 
@@ -131,7 +132,7 @@ def test_xsw_evil_root_signed_by_attacker_around_original(client, idp, reasons):
     evil = _evil_from(original)
     _host(evil, None, "advice").append(original)
     hand_sign(evil, key, certificate=certificate)
-    status, body = send_xml(client, evil)
+    status, body = send(client, evil)
     assert_rejected(status, body, reasons, "signature_invalid")
 
 
@@ -144,7 +145,7 @@ def test_two_signed_assertions_second_one_is_ignored(client, idp, accepted):
     outer.find(saml("Conditions")).addnext(advice)
     advice.append(inner)
     signed = etree.fromstring(idp.sign(outer))
-    status, body = send_xml(client, signed)
+    status, body = send(client, signed)
     assert_accepted(status, body, accepted, "alice@example.com")
 
 
@@ -152,7 +153,7 @@ def test_two_assertions_as_two_roots(client, idp, reasons):
     """Two assertions concatenated: a document has one root (SECURITY.md step 3)."""
     first = etree.tostring(mint_tree(idp))
     second = etree.tostring(mint_tree(idp, subject="mallory@example.com"))
-    status, body = send_xml(client, first + second)
+    status, body = send(client, first + second)
     assert_rejected(status, body, reasons, "xml_malformed")
 
 
@@ -214,7 +215,7 @@ def test_response_root_is_not_an_assertion(client, idp, reasons, shape):
 
     Every XSW shape that needs a Response container dies at the root check,
     before any key is chosen (SECURITY.md step 6)."""
-    status, body = send_xml(client, _xsw_response(idp, shape))
+    status, body = send(client, _xsw_response(idp, shape))
     assert_rejected(status, body, reasons, "not_an_assertion")
 
 
@@ -235,7 +236,7 @@ def _signed_logout_response(idp) -> etree._Element:
     response.set("ID", "_logout")
     response.set("Version", "2.0")
     response.set("IssueInstant", "2026-01-01T00:00:00Z")
-    response.set("Destination", "https://as.example.com/oauth/token")
+    response.set("Destination", TOKEN_ENDPOINT)
     etree.SubElement(response, saml("Issuer")).text = idp.entity_id
     status = etree.SubElement(response, f"{{{SAMLP_NS}}}Status")
     etree.SubElement(status, f"{{{SAMLP_NS}}}StatusCode").set(
@@ -250,7 +251,7 @@ def test_signed_non_assertion_refused(client, idp, reasons, document):
     """A document the IdP really signed (its metadata, a LogoutResponse) is not an
     assertion: signxml would verify it, the root check refuses it (SECURITY.md step 6)."""
     root = _signed_metadata(idp) if document == "metadata" else _signed_logout_response(idp)
-    status, body = send_xml(client, root)
+    status, body = send(client, root)
     assert_rejected(status, body, reasons, "not_an_assertion")
 
 
@@ -259,4 +260,4 @@ def test_signed_non_assertion_renamed_to_assertion(client, idp, reasons):
     signed-over content for the attacker to keep, the digest breaks."""
     root = _signed_logout_response(idp)
     text = etree.tostring(root).replace(b"samlp:LogoutResponse", b"saml:Assertion")
-    assert_rejected(*send_xml(client, text), reasons, "signature_invalid")
+    assert_rejected(*send(client, text), reasons, "signature_invalid")
