@@ -55,6 +55,7 @@ _ATTRIBUTE = qname(SAML_NS, "Attribute")
 _ATTRIBUTE_VALUE = qname(SAML_NS, "AttributeValue")
 
 _Children = dict[Any, list[etree._Element]]
+_NO_ATTRIBUTES = Attributes()
 
 
 @dataclass(frozen=True)
@@ -397,11 +398,13 @@ def _read_authn_class(statement: etree._Element | None) -> str | None:
 
 def _read_attributes(statements: Iterable[etree._Element]) -> Attributes:
     """Attribute ``Name`` to its ``AttributeValue`` texts, from the signed statements."""
+    if not statements:
+        return _NO_ATTRIBUTES
     return Attributes(
-        (name, (_value_text(value) for value in attribute if value.tag == _ATTRIBUTE_VALUE))
+        (name, [_value_text(value) for value in attribute.iterchildren(_ATTRIBUTE_VALUE)])
         for statement in statements
-        for attribute in statement
-        if attribute.tag == _ATTRIBUTE and (name := attribute.get("Name"))
+        for attribute in statement.iterchildren(_ATTRIBUTE)
+        if (name := attribute.get("Name"))
     )
 
 
