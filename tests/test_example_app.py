@@ -37,8 +37,9 @@ from example_app.models import replay_cache
 from example_app.oauth import saml2_bearer
 from example_app.routes import same_base_url
 
+from .helpers import INVALID_GRANT
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-GENERIC = "The SAML assertion is invalid, expired or already used."
 ENVIRONMENT = (
     "EXAMPLE_APP_BASE_URL",
     "EXAMPLE_APP_DEMO_IDP",
@@ -136,7 +137,7 @@ def test_replay_is_refused_and_recorded_in_the_database(app, credentials):
     assert exchange(app, credentials, assertion)[0] == 200
     status, body = exchange(app, credentials, assertion)
     assert status == 400
-    assert body == {"error": "invalid_grant", "error_description": GENERIC}
+    assert body == INVALID_GRANT
     with db.engine.connect() as conn:
         rows = conn.execute(sa.select(sa.func.count()).select_from(replay_cache.table))
         assert rows.scalar() == 1

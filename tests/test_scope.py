@@ -25,18 +25,17 @@ import pytest
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import InvalidScopeError
 
-from authlib_saml2_grant import assertion_rejected
-
 from .conftest import CLIENT_ID
 from .conftest import Client
 from .conftest import Token
 from .conftest import create_app
 from .conftest import db
 from .conftest import in_context
+from .conftest import record_signals
 from .conftest import request_token
+from .helpers import INVALID_SCOPE
 
 SUPPORTED = ["profile", "email", "admin"]
-INVALID_SCOPE = "The requested scope is invalid, unknown, or malformed."
 
 
 def _serve(tmp_path, idp, scopes_supported):
@@ -95,24 +94,12 @@ def test_unsupported_scope_is_invalid_scope(restricted, mint):
     are fine. No token is issued, no assertion rejection is signalled (the
     assertion was valid), and the assertion is not spent: the client may retry
     with it and a scope it may have (RFC 7522 section 2.1)."""
-    seen = []
-
-    def record(sender, reason, **kwargs):
-        seen.append(reason)
-
     assertion = mint()
-    app = restricted.application
-    assertion_rejected.connect(record, app)
-    try:
+    with record_signals(restricted.application) as seen:
         for scope in ("unknown-scope", "profile unknown-scope"):
             status, body = request_token(restricted, assertion, scope=scope)
-            assert (status, body) == (
-                400,
-                {"error": "invalid_scope", "error_description": INVALID_SCOPE},
-            )
-    finally:
-        assertion_rejected.disconnect(record, app)
-    assert seen == []
+            assert (status, body) == (400, INVALID_SCOPE)
+    assert seen.reasons == []
     assert _stored_scopes() == []
     status, body = request_token(restricted, assertion, scope="email profile")
     assert status == 200, body
@@ -176,7 +163,7 @@ def test_client_refusing_the_scope_is_invalid_scope(restricted, mint, monkeypatc
     monkeypatch.setattr(Client, "get_allowed_scope", lambda self, scope: None)
     assertion = mint()
     status, body = request_token(restricted, assertion, scope="profile")
-    assert (status, body) == (400, {"error": "invalid_scope", "error_description": INVALID_SCOPE})
+    assert (status, body) == (400, INVALID_SCOPE)
     assert _stored_scopes() == []
     monkeypatch.undo()
     status, body = request_token(restricted, assertion, scope="profile")
