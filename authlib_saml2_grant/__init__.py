@@ -7,6 +7,7 @@ https://www.rfc-editor.org/rfc/rfc7522
 """
 
 from .assertion import Attributes
+from .assertion import Claims
 from .assertion import VerifiedAssertion
 from .errors import REASONS
 from .errors import AssertionRejected
@@ -38,6 +39,7 @@ __all__ = [
     "AssertionVerifier",
     "VerifiedAssertion",
     "Attributes",
+    "Claims",
     "AssertionRejected",
     "ConfigurationError",
     "REASONS",

@@ -10,7 +10,7 @@ from dataclasses import field
 from datetime import datetime
 from typing import Any
 
-__all__ = ["Attributes", "VerifiedAssertion"]
+__all__ = ["Attributes", "Claims", "VerifiedAssertion"]
 
 
 class Attributes(Mapping[str, tuple[str, ...]]):
@@ -55,6 +55,47 @@ class Attributes(Mapping[str, tuple[str, ...]]):
         return f"Attributes({self._index!r})"
 
 
+class Claims(Mapping[str, str | list[str]]):
+    """Claim name to value, mapped from signed attributes by ``SAML2_BEARER_CLAIMS``.
+
+    A claim whose attribute has one value is that string; several values are
+    a list (a new list on each access: the mapping itself never changes). A
+    claim whose attributes are all missing is absent. Hashable and picklable.
+
+    :param items: ``(claim, values)`` pairs, values a non-empty tuple.
+    """
+
+    __slots__ = ("_items", "_index")
+
+    def __init__(self, items: Iterable[tuple[str, tuple[str, ...]]] = ()) -> None:
+        self._items: tuple[tuple[str, tuple[str, ...]], ...] = tuple(items)
+        self._index = dict(self._items)
+
+    def __getitem__(self, claim: str) -> str | list[str]:
+        values = self._index[claim]
+        return values[0] if len(values) == 1 else list(values)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return hash(self._items)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Claims):
+            return self._items == other._items
+        return Mapping.__eq__(self, other)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Claims, (self._items,))
+
+    def __repr__(self) -> str:
+        return f"Claims({dict(self)!r})"
+
+
 @dataclass(frozen=True)
 class VerifiedAssertion:
     """A SAML 2.0 assertion that passed every check of :rfc:`7522#section-3`.
@@ -85,8 +126,10 @@ class VerifiedAssertion:
     not_before: datetime | None
     #: The ``Audience`` values of every ``AudienceRestriction``.
     audiences: tuple[str, ...]
-    #: The ``Recipient`` of the bearer confirmation that was accepted.
-    recipient: str
+    #: The ``Recipient`` of the bearer confirmation that was accepted; ``None``
+    #: when that confirmation had no ``SubjectConfirmationData`` (allowed by
+    #: :rfc:`7522#section-3` item 5 when ``Conditions`` bounds the lifetime).
+    recipient: str | None
     #: ``AuthnStatement/@AuthnInstant``, if the IdP included one.
     authn_instant: datetime | None = None
     #: ``AuthnContext/AuthnContextClassRef``, if any.
@@ -97,10 +140,18 @@ class VerifiedAssertion:
     attributes: Attributes = field(default_factory=Attributes)
     #: Whether ``Conditions/OneTimeUse`` was present (always enforced anyway).
     one_time_use: bool = False
+    #: Claims mapped from :attr:`attributes` by ``SAML2_BEARER_CLAIMS``.
+    claims: Claims = field(default_factory=Claims)
 
     def __post_init__(self) -> None:
         if not isinstance(self.attributes, Attributes):  # e.g. a dict in a test
             object.__setattr__(self, "attributes", Attributes(dict(self.attributes).items()))
+        if not isinstance(self.claims, Claims):
+            claims = Claims(
+                (name, (value,) if isinstance(value, str) else tuple(value))
+                for name, value in dict(self.claims).items()
+            )
+            object.__setattr__(self, "claims", claims)
 
     def get_attribute(self, name: str, default: str | None = None) -> str | None:
         """The first value of an attribute, or ``default``."""

@@ -62,6 +62,7 @@ REASONS: Mapping[str, str] = MappingProxyType(
         "confirmation_expired": "subject_confirmation",
         "confirmation_not_yet_valid": "subject_confirmation",
         "in_response_to_present": "subject_confirmation",
+        "client_not_allowed": "client",
         "replayed": "replay",
         "replay_cache_error": "replay",
         "user_unknown": "user",

@@ -15,6 +15,7 @@ from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oauth2.rfc6749 import TokenEndpointMixin
 from authlib.oauth2.rfc6749 import UnauthorizedClientError
 from authlib.oauth2.rfc6749.hooks import hooked
+from authlib.oauth2.rfc6749.util import scope_to_list
 from flask import current_app
 
 from .assertion import VerifiedAssertion
@@ -23,6 +24,7 @@ from .errors import describe_error
 from .errors import fail_closed
 from .extension import get_settings
 from .replay import spend_assertion
+from .settings import OFFLINE_ACCESS
 from .settings import Saml2BearerSettings
 from .signals import assertion_accepted
 from .signals import assertion_rejected
@@ -59,8 +61,11 @@ class SAML2BearerGrant(BaseGrant, TokenEndpointMixin):
     GRANT_TYPE = SAML2_BEARER_GRANT_TYPE
 
     #: Client authentication methods accepted at the token endpoint.
-    #: :rfc:`7522#section-3.1` leaves client authentication optional.
-    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    #: :rfc:`7522#section-3.1` leaves client authentication optional, but an
+    #: assertion is a bearer credential: whoever holds it gets the token. So
+    #: clients must authenticate by default; add ``"none"`` in a subclass to
+    #: let public clients in (see the README for the risk).
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 
     #: The ``error_description`` every rejected assertion gets. The precise
     #: reason goes to logs and the ``assertion_rejected`` signal only.
@@ -98,14 +103,24 @@ class SAML2BearerGrant(BaseGrant, TokenEndpointMixin):
         self.request.client = client
         raw = self.get_assertion_parameter()
         verifier = self.get_verifier()
+        providers: list[IdentityProvider] = []  # the one that verified the assertion
+
+        def resolve(issuer: str) -> IdentityProvider | None:
+            provider = self.resolve_identity_provider(issuer)
+            if provider is not None:
+                providers.append(provider)
+            return provider
+
         try:
             with fail_closed():  # the hooks may fail too
                 assertion = verifier.verify(
                     raw,
                     audiences=self.get_audiences(),
                     recipients=self.get_recipients(),
-                    resolve_identity_provider=self.resolve_identity_provider,
+                    resolve_identity_provider=resolve,
                 )
+                provider = providers[-1] if providers else None
+                self._check_client_binding(client, assertion, provider)
             self.request.saml2_assertion = assertion
             self.validate_requested_scope()
             user = self._resolve_user(client, assertion)
@@ -133,15 +148,16 @@ class SAML2BearerGrant(BaseGrant, TokenEndpointMixin):
         """Issue the access token, per :rfc:`7522#section-2.1` and :rfc:`6749#section-5.1`.
 
         Its lifetime comes from Authlib's ``OAUTH2_TOKEN_EXPIRES_IN`` for this
-        grant type; a refresh token is included only when
-        ``SAML2_BEARER_ISSUE_REFRESH_TOKEN`` is true.
+        grant type; a refresh token is included as ``SAML2_BEARER_ISSUE_REFRESH_TOKEN``
+        says: never, always, or when the granted scope has ``offline_access``.
         """
         settings = self.settings
         try:
+            scope = self.request.payload.scope
             token = self.generate_token(
                 user=self.request.user,
-                scope=self.request.payload.scope,
-                include_refresh_token=settings.issue_refresh_token,
+                scope=scope,
+                include_refresh_token=self._include_refresh_token(scope),
             )
             log.debug("Issue token %r to %r", token, self.client)
             self.save_token(token)
@@ -189,6 +205,29 @@ class SAML2BearerGrant(BaseGrant, TokenEndpointMixin):
         except Exception:  # the database is gone: its transaction is lost with it
             log.exception("Rolling back the SAML2 bearer replay record failed")
             return False
+
+    def _check_client_binding(
+        self, client: Any, assertion: VerifiedAssertion, provider: IdentityProvider | None
+    ) -> None:
+        if provider is None:  # a get_verifier() of the app's own did not ask
+            provider = self.resolve_identity_provider(assertion.issuer)
+        if provider is None or not self.check_client_identity_provider(client, provider):
+            raise AssertionRejected(
+                "client_not_allowed",
+                "The IdP that issued the assertion is not bound to this client",
+                client_id=client.get_client_id(),
+                issuer=assertion.issuer,
+                allowed_client_ids=sorted(provider.client_ids or ()) if provider else [],
+            )
+
+    def _include_refresh_token(self, scope: str | None) -> bool:
+        """``SAML2_BEARER_ISSUE_REFRESH_TOKEN``: never, always, or only when the
+        scope granted (the requested one the client is allowed) has ``offline_access``."""
+        policy = self.settings.issue_refresh_token
+        if policy != OFFLINE_ACCESS:
+            return bool(policy)
+        granted = self.client.get_allowed_scope(scope) if scope else None
+        return OFFLINE_ACCESS in scope_to_list(granted or "")
 
     def _resolve_user(self, client: Any, assertion: VerifiedAssertion) -> Any:
         try:
@@ -296,6 +335,21 @@ class SAML2BearerGrant(BaseGrant, TokenEndpointMixin):
         ``entity_id`` must equal ``issuer``.
         """
         return self.get_verifier().trust.get(issuer)
+
+    def check_client_identity_provider(self, client: Any, provider: IdentityProvider) -> bool:
+        """Whether ``client`` may present assertions of ``provider``.
+
+        By default an IdP entry with ``"client_ids"`` serves only those
+        clients, and one without serves every client. Override to decide
+        from your own client model, e.g. an IdP stored per client::
+
+            def check_client_identity_provider(self, client, provider):
+                return provider.entity_id == client.saml_idp_entity_id
+
+        :return: bool; ``False`` refuses with ``invalid_grant``
+            (reason ``client_not_allowed``).
+        """
+        return provider.check_client(client.get_client_id())
 
     @cached_property
     def settings(self) -> Saml2BearerSettings:

@@ -19,6 +19,7 @@ from typing import Any
 from lxml import etree
 
 from .assertion import Attributes
+from .assertion import Claims
 from .assertion import VerifiedAssertion
 from .errors import AssertionRejected
 from .xml import SAML_NS
@@ -26,7 +27,15 @@ from .xml import element_text
 from .xml import parse_instant
 from .xml import qname
 
-__all__ = ["BEARER", "Clock", "Trace", "check_assertion", "check_issuer", "passed"]
+__all__ = [
+    "BEARER",
+    "ClaimMap",
+    "Clock",
+    "Trace",
+    "check_assertion",
+    "check_issuer",
+    "passed",
+]
 
 #: ``SubjectConfirmation/@Method`` of a bearer confirmation (SAML profiles 3.3).
 BEARER = "urn:oasis:names:tc:SAML:2.0:cm:bearer"
@@ -53,9 +62,12 @@ _AUTHN_CLASS_REF = qname(SAML_NS, "AuthnContextClassRef")
 _ATTRIBUTE_STATEMENT = qname(SAML_NS, "AttributeStatement")
 _ATTRIBUTE = qname(SAML_NS, "Attribute")
 _ATTRIBUTE_VALUE = qname(SAML_NS, "AttributeValue")
+#: What a ``SubjectConfirmation`` may hold besides ``SubjectConfirmationData``.
+_CONFIRMATION_IDENTIFIERS = frozenset((_NAME_ID, _BASE_ID, _ENCRYPTED_ID))
 
 _Children = dict[Any, list[etree._Element]]
-_NO_ATTRIBUTES = Attributes()
+#: ``SAML2_BEARER_CLAIMS`` made ready: (claim, attribute names tried in order) pairs.
+ClaimMap = tuple[tuple[str, tuple[str, ...]], ...]
 
 
 @dataclass(frozen=True)
@@ -123,11 +135,13 @@ def check_assertion(
     recipients: frozenset[str],
     clock: Clock,
     trace: Trace | None = None,
+    claim_map: ClaimMap = (),
 ) -> VerifiedAssertion:
     """Apply every rule of :rfc:`7522#section-3` to the signed Assertion.
 
     :param signed: the Assertion signxml proved signed.
     :param issuer: the entity ID of the IdP whose key verified it.
+    :param claim_map: how claims are read from the signed attributes.
     :raise AssertionRejected: with the reason of the first rule that failed.
     """
     children = child_groups(signed)
@@ -166,7 +180,9 @@ def check_assertion(
     subject = child_groups(_single(children, _SUBJECT, "subject_missing", "Subject"))
     name_id, subject_value = _check_subject(subject)
     passed(trace, "subject", lambda: {"name_id": subject_value, "format": name_id.get("Format")})
-    recipient, confirmed_until = _check_confirmation(subject, issue_instant, recipients, clock)
+    recipient, confirmed_until = _check_confirmation(
+        subject, issue_instant, not_on_or_after, recipients, clock
+    )
     passed(
         trace,
         "subject_confirmation",
@@ -174,6 +190,7 @@ def check_assertion(
     )
     authn = children.get(_AUTHN_STATEMENT)
     statement = authn[0] if authn else None
+    records = _read_attribute_records(children.get(_ATTRIBUTE_STATEMENT, ()))
     return VerifiedAssertion(
         issuer=issuer,
         subject=subject_value,
@@ -189,8 +206,9 @@ def check_assertion(
         authn_instant=_read_authn_instant(statement),
         authn_context_class_ref=_read_authn_class(statement),
         session_index=None if statement is None else statement.get("SessionIndex"),
-        attributes=_read_attributes(children.get(_ATTRIBUTE_STATEMENT, ())),
+        attributes=Attributes((name, values) for name, _, values in records),
         one_time_use=one_time_use,
+        claims=_map_claims(records, claim_map),
     )
 
 
@@ -306,8 +324,12 @@ def _check_subject(subject: _Children) -> tuple[etree._Element, str]:
 
 
 def _check_confirmation(
-    subject: _Children, issue_instant: datetime, recipients: frozenset[str], clock: Clock
-) -> tuple[str, datetime]:
+    subject: _Children,
+    issue_instant: datetime,
+    conditions_expiry: datetime | None,
+    recipients: frozenset[str],
+    clock: Clock,
+) -> tuple[str | None, datetime | None]:
     """Items 3 and 5: one bearer confirmation, to our token endpoint, valid now."""
     first_failure: AssertionRejected | None = None
     confirmations = subject.get(_CONFIRMATION, ())
@@ -315,7 +337,7 @@ def _check_confirmation(
         if confirmation.get("Method") != BEARER:
             continue
         try:
-            return _check_bearer(confirmation, issue_instant, recipients, clock)
+            return _check_bearer(confirmation, issue_instant, conditions_expiry, recipients, clock)
         except AssertionRejected as exc:
             first_failure = first_failure or exc
     if first_failure is not None:
@@ -331,12 +353,20 @@ def _check_confirmation(
 def _check_bearer(
     confirmation: etree._Element,
     issue_instant: datetime,
+    conditions_expiry: datetime | None,
     recipients: frozenset[str],
     clock: Clock,
-) -> tuple[str, datetime]:
-    """One bearer ``SubjectConfirmationData``: Recipient, no InResponseTo, its window."""
+) -> tuple[str | None, datetime | None]:
+    """One bearer confirmation: its ``SubjectConfirmationData`` (Recipient, no
+    InResponseTo, its window), which item 5 lets it omit only when
+    ``Conditions/@NotOnOrAfter`` bounds the assertion."""
+    found = child_groups(confirmation)
+    if conditions_expiry is not None and not any(
+        isinstance(tag, str) and tag not in _CONFIRMATION_IDENTIFIERS for tag in found
+    ):
+        return None, None  # no data at all: nothing unknown stands in for it
     data = _single(
-        child_groups(confirmation),
+        found,
         _CONFIRMATION_DATA,
         "subject_confirmation_missing",
         "SubjectConfirmationData",
@@ -396,16 +426,46 @@ def _read_authn_class(statement: etree._Element | None) -> str | None:
     return None
 
 
-def _read_attributes(statements: Iterable[etree._Element]) -> Attributes:
-    """Attribute ``Name`` to its ``AttributeValue`` texts, from the signed statements."""
-    if not statements:
-        return _NO_ATTRIBUTES
-    return Attributes(
-        (name, [_value_text(value) for value in attribute.iterchildren(_ATTRIBUTE_VALUE)])
+def _read_attribute_records(
+    statements: Iterable[etree._Element],
+) -> list[tuple[str, str | None, tuple[str, ...]]]:
+    """``(Name, FriendlyName, values)`` of each ``Attribute`` of the signed statements."""
+    return [
+        (
+            name,
+            attribute.get("FriendlyName"),
+            tuple(_value_text(v) for v in attribute.iterchildren(_ATTRIBUTE_VALUE)),
+        )
         for statement in statements
         for attribute in statement.iterchildren(_ATTRIBUTE)
         if (name := attribute.get("Name"))
-    )
+    ]
+
+
+def _map_claims(
+    records: list[tuple[str, str | None, tuple[str, ...]]], claim_map: ClaimMap
+) -> Claims:
+    """Each claim from the first of its attribute names present, matched against
+    ``Name`` first, then ``FriendlyName``; a claim with no value is absent."""
+    if not claim_map or not records:
+        return _NO_CLAIMS
+    by_name: dict[str, tuple[str, ...]] = {}
+    by_friendly_name: dict[str, tuple[str, ...]] = {}
+    for name, friendly_name, values in records:
+        by_name[name] = by_name.get(name, ()) + values
+        if friendly_name:
+            by_friendly_name[friendly_name] = by_friendly_name.get(friendly_name, ()) + values
+    claims = []
+    for claim, names in claim_map:
+        for name in names:
+            found = by_name.get(name) or by_friendly_name.get(name)
+            if found:
+                claims.append((claim, found))
+                break
+    return Claims(claims)
+
+
+_NO_CLAIMS = Claims()
 
 
 def _value_text(value: etree._Element) -> str:

@@ -9,6 +9,7 @@ calls it once per app, at start-up; requests only look the result up.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from collections.abc import Mapping
@@ -33,7 +34,7 @@ from .trust import load_certificate
 from .trust import load_metadata
 from .verifier import AssertionVerifier
 
-__all__ = ["DEFAULTS", "Saml2BearerSettings", "load_settings"]
+__all__ = ["DEFAULTS", "OFFLINE_ACCESS", "Saml2BearerSettings", "load_settings"]
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +50,12 @@ DEFAULTS: Mapping[str, Any] = {
     "SAML2_BEARER_DIGEST_ALGORITHMS": DEFAULT_DIGEST_ALGORITHMS,
     "SAML2_BEARER_ISSUE_REFRESH_TOKEN": False,
     "SAML2_BEARER_REPLAY_CACHE": None,
+    "SAML2_BEARER_CLAIMS": {},
 }
 
-_ENTRY_KEYS = frozenset(("entity_id", "certificates", "metadata"))
+#: The scope that asks for a refresh token (OpenID Connect Core 11).
+OFFLINE_ACCESS = "offline_access"
+_ENTRY_KEYS = frozenset(("entity_id", "certificates", "metadata", "client_ids"))
 
 
 @dataclass(frozen=True)
@@ -62,8 +66,9 @@ class Saml2BearerSettings:
     verifier: AssertionVerifier
     #: Where spent assertions are recorded (``SAML2_BEARER_REPLAY_CACHE``).
     replay_cache: ReplayCache
-    #: Whether ``SAML2_BEARER_ISSUE_REFRESH_TOKEN`` is on.
-    issue_refresh_token: bool
+    #: ``SAML2_BEARER_ISSUE_REFRESH_TOKEN``: ``False``, ``True`` or
+    #: ``"offline_access"`` (only when the granted scope contains it).
+    issue_refresh_token: bool | str
     #: The replay cache again when it writes within the request's transaction
     #: (a :class:`~.replay.TransactionalReplayCache`), else ``None``; derived, once.
     transactional_cache: TransactionalReplayCache | None = field(init=False)
@@ -115,6 +120,7 @@ def load_settings(
             get("SAML2_BEARER_MAX_ASSERTION_SIZE"), "SAML2_BEARER_MAX_ASSERTION_SIZE", 512, 10**7
         ),
         signature_policy=policy,
+        claims=get("SAML2_BEARER_CLAIMS"),
     )
     if not len(verifier.trust):
         log.warning(
@@ -122,8 +128,10 @@ def load_settings(
             "resolve_identity_provider() is overridden"
         )
     refresh = get("SAML2_BEARER_ISSUE_REFRESH_TOKEN")
-    if not isinstance(refresh, bool):
-        raise ConfigurationError("SAML2_BEARER_ISSUE_REFRESH_TOKEN must be True or False")
+    if not isinstance(refresh, bool) and refresh != OFFLINE_ACCESS:
+        raise ConfigurationError(
+            f"SAML2_BEARER_ISSUE_REFRESH_TOKEN must be True, False or {OFFLINE_ACCESS!r}"
+        )
     cache = get("SAML2_BEARER_REPLAY_CACHE")
     return Saml2BearerSettings(
         verifier=verifier,
@@ -165,8 +173,12 @@ def _identity_providers(entries: Any) -> TrustStore:
             unknown = set(entry) - _ENTRY_KEYS
             if unknown:
                 raise ConfigurationError(f"unknown keys {sorted(map(str, unknown))}")
+            client_ids = entry.get("client_ids")
             if "metadata" in entry:
-                providers.extend(_from_metadata(entry))
+                providers.extend(
+                    dataclasses.replace(provider, client_ids=client_ids)
+                    for provider in _from_metadata(entry)
+                )
                 continue
             certificates = entry.get("certificates")
             if isinstance(certificates, str):
@@ -179,6 +191,7 @@ def _identity_providers(entries: Any) -> TrustStore:
                 IdentityProvider(
                     entity_id=entry["entity_id"],
                     certificates=tuple(load_certificate(cert) for cert in certificates),
+                    client_ids=client_ids,
                 )
             )
         except ConfigurationError as exc:

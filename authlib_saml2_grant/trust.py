@@ -62,10 +62,13 @@ class IdentityProvider:
     :param certificates: every certificate the IdP may sign with (several
         during a key rollover): ``x509.Certificate`` objects, or anything
         :func:`load_certificate` reads.
+    :param client_ids: the OAuth clients that may present this IdP's
+        assertions; ``None`` (the default): every client.
     """
 
     entity_id: str
     certificates: tuple[x509.Certificate, ...]
+    client_ids: frozenset[str] | None = None
     _by_fingerprint: Mapping[str, x509.Certificate] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -77,6 +80,15 @@ class IdentityProvider:
             )
         certificates = tuple(load_certificate(cert) for cert in self.certificates)
         object.__setattr__(self, "certificates", certificates)
+        if self.client_ids is not None:
+            client_ids = self.client_ids
+            if isinstance(client_ids, str) or not all(
+                isinstance(client_id, str) and client_id for client_id in client_ids
+            ):
+                raise ConfigurationError(
+                    f"Identity provider {self.entity_id!r}: client_ids must be a list of client IDs"
+                )
+            object.__setattr__(self, "client_ids", frozenset(client_ids))
         by_fingerprint = {
             fingerprint(cert.public_bytes(Encoding.DER)): cert for cert in certificates
         }
@@ -86,6 +98,10 @@ class IdentityProvider:
     def fingerprints(self) -> tuple[str, ...]:
         """SHA-256 fingerprints of the pinned certificates, in order."""
         return tuple(self._by_fingerprint)
+
+    def check_client(self, client_id: str) -> bool:
+        """Whether the client ``client_id`` may present this IdP's assertions."""
+        return self.client_ids is None or client_id in self.client_ids
 
     def get_candidate_certificates(self, hint: str | None) -> tuple[x509.Certificate, ...]:
         """The pinned certificates, the one whose fingerprint is ``hint`` first.

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from collections.abc import Iterable
+from collections.abc import Mapping
+from collections.abc import Sequence
 from datetime import datetime
 from datetime import timedelta
 from datetime import timezone
@@ -25,6 +27,7 @@ from .errors import AssertionRejected
 from .errors import ConfigurationError
 from .errors import fail_closed
 from .rules import BEARER
+from .rules import ClaimMap
 from .rules import Clock
 from .rules import Trace
 from .rules import check_assertion
@@ -63,6 +66,9 @@ class AssertionVerifier:
         ``IssueInstant`` to any ``NotOnOrAfter``.
     :param max_size: largest accepted ``assertion`` parameter, in bytes.
     :param signature_policy: allowed signature and digest algorithms.
+    :param claims: claim name to the SAML attribute ``Name`` (or
+        ``FriendlyName``) it is read from, or a list of names tried in order;
+        the result is :attr:`VerifiedAssertion.claims`.
     """
 
     def __init__(
@@ -74,6 +80,7 @@ class AssertionVerifier:
         max_lifetime: int = 7200,
         max_size: int = 131_072,
         signature_policy: SignaturePolicy | None = None,
+        claims: Mapping[str, str | Sequence[str]] | None = None,
     ) -> None:
         self.trust = trust if isinstance(trust, TrustStore) else TrustStore(trust)
         self.audiences = _identifiers(audiences, "SAML2_BEARER_AUDIENCES", "audience")
@@ -86,6 +93,7 @@ class AssertionVerifier:
         self.max_lifetime = timedelta(seconds=max_lifetime)
         self.max_size = max_size
         self.signature_policy = signature_policy or SignaturePolicy()
+        self.claim_map = _claim_map(claims or {})
 
     def verify(
         self,
@@ -154,7 +162,9 @@ class AssertionVerifier:
         passed(trace, "issuer", lambda: {"issuer": provider.entity_id})
         signed = self.signature_policy.verify(root, provider)
         passed(trace, "signature", lambda: {"fingerprints": list(provider.fingerprints)})
-        return check_assertion(signed, provider.entity_id, audiences, recipients, clock, trace)
+        return check_assertion(
+            signed, provider.entity_id, audiences, recipients, clock, trace, self.claim_map
+        )
 
 
 def _identifiers(values: Iterable[str], setting: str, what: str) -> frozenset[str]:
@@ -162,6 +172,25 @@ def _identifiers(values: Iterable[str], setting: str, what: str) -> frozenset[st
     if not found or not all(isinstance(v, str) and v for v in found):
         raise ConfigurationError(f"{setting} must list at least one {what}")
     return found
+
+
+def _claim_map(claims: Mapping[str, str | Sequence[str]]) -> ClaimMap:
+    setting = "SAML2_BEARER_CLAIMS"
+    if not isinstance(claims, Mapping):
+        raise ConfigurationError(f"{setting} must map claim names to attribute names")
+    ready = []
+    for claim, names in claims.items():
+        candidates = (names,) if isinstance(names, str) else names
+        if not isinstance(claim, str) or not claim:
+            raise ConfigurationError(f"{setting}: claim names must be non-empty strings")
+        if not isinstance(candidates, (list, tuple)) or not candidates:
+            raise ConfigurationError(
+                f"{setting}[{claim!r}] must be an attribute name or a non-empty list of them"
+            )
+        if not all(isinstance(name, str) and name for name in candidates):
+            raise ConfigurationError(f"{setting}[{claim!r}]: attribute names must be strings")
+        ready.append((claim, tuple(candidates)))
+    return tuple(ready)
 
 
 def _check_root(root: etree._Element) -> None:

@@ -39,7 +39,7 @@ MISSING_ASSERTION = {
 BAD_CLIENT_CREDENTIALS = {
     "error": "invalid_client",
     "error_description": "The client cannot authenticate with methods: "
-    "['client_secret_basic', 'client_secret_post', 'none']",
+    "['client_secret_basic', 'client_secret_post']",
 }
 GRANT_NOT_ALLOWED = {
     "error": "unauthorized_client",

@@ -12,6 +12,7 @@ from lxml import etree
 
 from authlib_saml2_grant import AssertionVerifier
 from authlib_saml2_grant import Attributes
+from authlib_saml2_grant import Claims
 from authlib_saml2_grant import VerifiedAssertion
 
 from .conftest import AUDIENCES
@@ -60,7 +61,7 @@ def test_verified_assertion_keeps_no_xml_tree(verifier, idp):
     assertion = verifier.verify(mint_for(idp, attributes=ATTRIBUTES))
     leaked = [o for o in reachable(assertion) if isinstance(o, etree._Element)]
     assert leaked == []
-    plain = (str, bool, tuple, type(None), type(assertion.issue_instant), Attributes)
+    plain = (str, bool, tuple, type(None), type(assertion.issue_instant), Attributes, Claims)
     assert all(isinstance(getattr(assertion, f.name), plain) for f in dataclasses.fields(assertion))
 
 

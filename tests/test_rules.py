@@ -359,13 +359,38 @@ def test_non_bearer_confirmation_only_refused(client, mint, reasons, method):
     assert_rejected(status, body, reasons, "subject_confirmation_missing")
 
 
-def test_confirmation_without_data(client, idp, reasons):
-    """:rfc:`7522#section-3` item 5: the bearer confirmation needs its Recipient data."""
+def test_confirmation_without_data_bounded_by_conditions(client, idp, accepted):
+    """:rfc:`7522#section-3` item 5: with ``Conditions/@NotOnOrAfter``, a bearer
+    SubjectConfirmation may omit SubjectConfirmationData (no Recipient to check)."""
     tree = unsigned_tree(idp)
     confirmation = one(tree, "saml:Subject/saml:SubjectConfirmation")
     confirmation.remove(one(confirmation, "saml:SubjectConfirmationData"))
     status, body = send(client, idp.sign(tree))
+    assert_accepted(status, body, accepted)
+    conditions_expiry = one(tree, "saml:Conditions").get("NotOnOrAfter")
+    assert accepted[0].recipient is None
+    assert accepted[0].expires_at.strftime("%Y-%m-%dT%H:%M:%S") == conditions_expiry[:19]
+
+
+def test_confirmation_without_data_or_conditions_expiry(client, idp, reasons):
+    """:rfc:`7522#section-3` item 5: without ``Conditions/@NotOnOrAfter`` the bearer
+    confirmation MUST carry SubjectConfirmationData (its Recipient and expiry)."""
+    tree = unsigned_tree(idp)
+    confirmation = one(tree, "saml:Subject/saml:SubjectConfirmation")
+    confirmation.remove(one(confirmation, "saml:SubjectConfirmationData"))
+    del one(tree, "saml:Conditions").attrib["NotOnOrAfter"]
+    status, body = send(client, idp.sign(tree))
     assert_rejected(status, body, reasons, "subject_confirmation_missing")
+
+
+def test_confirmation_data_present_still_checked(client, idp, reasons):
+    """:rfc:`7522#section-3` item 5: SubjectConfirmationData that is present still
+    needs our Recipient, although ``Conditions/@NotOnOrAfter`` bounds the assertion."""
+    tree = unsigned_tree(idp)
+    data = one(tree, "saml:Subject/saml:SubjectConfirmation/saml:SubjectConfirmationData")
+    data.set("Recipient", "https://elsewhere.example.com/token")
+    status, body = send(client, idp.sign(tree))
+    assert_rejected(status, body, reasons, "recipient_mismatch")
 
 
 def test_two_confirmation_data(client, idp, reasons):

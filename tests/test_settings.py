@@ -71,6 +71,7 @@ def test_defaults_table():
         "SAML2_BEARER_DIGEST_ALGORITHMS": DEFAULT_DIGEST_ALGORITHMS,
         "SAML2_BEARER_ISSUE_REFRESH_TOKEN": False,
         "SAML2_BEARER_REPLAY_CACHE": None,
+        "SAML2_BEARER_CLAIMS": {},
     }
 
 
