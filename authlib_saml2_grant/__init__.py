@@ -17,6 +17,7 @@ from .extension import get_settings
 from .extension import init_app
 from .grant import SAML2_BEARER_GRANT_TYPE
 from .grant import SAML2BearerGrant
+from .oidc import SAML2OpenIDToken
 from .replay import MemoryReplayCache
 from .replay import ReplayCache
 from .replay import SQLAlchemyReplayCache
@@ -36,6 +37,7 @@ __all__ = [
     "SAML2_BEARER_GRANT_TYPE",
     "SAML2BearerGrant",
     "SAML2Bearer",
+    "SAML2OpenIDToken",
     "AssertionVerifier",
     "VerifiedAssertion",
     "Attributes",
