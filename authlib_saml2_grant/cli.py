@@ -135,6 +135,12 @@ def _add_inspect(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="accepted SubjectConfirmationData Recipient, the token endpoint URL "
         "(repeatable; default: the accepted audiences; with --app, the app's recipients)",
     )
+    p.add_argument(
+        "--client-id",
+        metavar="CLIENT_ID",
+        help="the OAuth client that would send the assertion: check that the IdP serves it "
+        "(the IdP entry's client_ids; default: not checked)",
+    )
     limits = p.add_argument_group("limits", "Ignored with --app: the app's settings apply.")
     limits.add_argument(
         "--clock-skew",
@@ -283,7 +289,9 @@ def inspect_command(args: argparse.Namespace) -> int:
         overrides = {"audiences": args.audience or None, "recipients": args.recipient or None}
     else:
         verifier = _build_verifier(args)
-    inspection = inspect_assertion(verifier, data, now=args.now, **overrides)
+    inspection = inspect_assertion(
+        verifier, data, now=args.now, client_id=args.client_id, **overrides
+    )
     if args.json:
         print(json.dumps(inspection.to_dict(), indent=2))
     else:
@@ -386,7 +394,11 @@ def format_inspection(inspection: Inspection, source: str = "-") -> str:
         if check.status == FAIL:
             lines.append(f"           reason: {check.reason}: {check.message}")
         for key, value in check.details.items():
-            if check.status == PASS or check.status == FAIL or key == "input":
+            if (
+                check.status == PASS
+                or check.status == FAIL
+                or key in ("input", "allowed_client_ids")
+            ):
                 lines.append(f"           {key.replace('_', ' ')}: {_show(value)}")
     lines.append("  not run  replay                item 6: inspect never checks nor records replay")
     lines.append("")

@@ -29,6 +29,7 @@ from .settings import Saml2BearerSettings
 from .signals import assertion_accepted
 from .signals import assertion_rejected
 from .trust import IdentityProvider
+from .trust import client_not_allowed
 from .verifier import AssertionVerifier
 
 __all__ = ["SAML2_BEARER_GRANT_TYPE", "SAML2BearerGrant"]
@@ -212,13 +213,7 @@ class SAML2BearerGrant(BaseGrant, TokenEndpointMixin):
         if provider is None:  # a get_verifier() of the app's own did not ask
             provider = self.resolve_identity_provider(assertion.issuer)
         if provider is None or not self.check_client_identity_provider(client, provider):
-            raise AssertionRejected(
-                "client_not_allowed",
-                "The IdP that issued the assertion is not bound to this client",
-                client_id=client.get_client_id(),
-                issuer=assertion.issuer,
-                allowed_client_ids=sorted(provider.client_ids or ()) if provider else [],
-            )
+            raise client_not_allowed(client.get_client_id(), assertion.issuer, provider)
 
     def _include_refresh_token(self, scope: str | None) -> bool:
         """``SAML2_BEARER_ISSUE_REFRESH_TOKEN``: never, always, or only when the

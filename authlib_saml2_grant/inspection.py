@@ -22,6 +22,7 @@ from typing import Any
 
 from .assertion import VerifiedAssertion
 from .errors import AssertionRejected
+from .trust import client_not_allowed
 from .verifier import AssertionVerifier
 from .xml import decode_assertion
 
@@ -53,6 +54,7 @@ CHECKS: tuple[str, ...] = (
     "audience",
     "subject",
     "subject_confirmation",
+    "client",
 )
 #: What each check verifies, for people reading the report.
 DESCRIPTIONS: Mapping[str, str] = {
@@ -67,6 +69,7 @@ DESCRIPTIONS: Mapping[str, str] = {
     "audience": "every AudienceRestriction names this server (item 2)",
     "subject": "a Subject with a NameID (item 3)",
     "subject_confirmation": "a bearer confirmation to our token endpoint, unexpired (items 5, 6)",
+    "client": "the IdP serves the client presenting it (its client_ids)",
 }
 
 PASS = "pass"
@@ -165,6 +168,7 @@ def inspect_assertion(
     now: datetime | None = None,
     audiences: Iterable[str] | None = None,
     recipients: Iterable[str] | None = None,
+    client_id: str | None = None,
 ) -> Inspection:
     """Verify ``data`` with ``verifier`` and report every check.
 
@@ -172,6 +176,8 @@ def inspect_assertion(
     :param now: the time to verify at; default: now.
     :param audiences: accepted ``Audience`` values; default: the verifier's.
     :param recipients: accepted ``Recipient`` values; default: the verifier's.
+    :param client_id: the client that would present the assertion, to check
+        the IdP's client binding (``client_ids``); not checked without it.
     :return: an :class:`Inspection`; it never raises :class:`AssertionRejected`.
     """
     input_format = detect_format(data)
@@ -196,6 +202,7 @@ def inspect_assertion(
             now=now,
             trace=trace,
         )
+        _check_client(inspection.assertion, verifier, client_id, checks["client"])
     except AssertionRejected as exc:  # reported as the grant reports it
         inspection.failure = exc
         failed = checks.setdefault(exc.check, CheckResult(exc.check))
@@ -207,6 +214,23 @@ def inspect_assertion(
     inspection.checks = list(checks.values())
     _complete_time(inspection, verifier)
     return inspection
+
+
+def _check_client(
+    assertion: VerifiedAssertion,
+    verifier: AssertionVerifier,
+    client_id: str | None,
+    check: CheckResult,
+) -> None:
+    """The grant's default client binding, for ``client_id`` when one is given."""
+    provider = verifier.trust.get(assertion.issuer)
+    allowed = sorted(provider.client_ids) if provider and provider.client_ids else None
+    check.details = {"client_id": client_id, "allowed_client_ids": allowed or "(every client)"}
+    if client_id is None:
+        return  # not run: no client named
+    if provider is not None and not provider.check_client(client_id):
+        raise client_not_allowed(client_id, assertion.issuer, provider)
+    check.status = PASS
 
 
 def _payload(data: bytes) -> bytes:

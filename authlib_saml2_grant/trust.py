@@ -36,6 +36,7 @@ __all__ = [
     "TrustStore",
     "load_certificate",
     "load_metadata",
+    "client_not_allowed",
     "fingerprint",
 ]
 
@@ -113,6 +114,19 @@ class IdentityProvider:
         if first is None or len(self.certificates) == 1:
             return self.certificates
         return (first, *(cert for cert in self.certificates if cert is not first))
+
+
+def client_not_allowed(
+    client_id: str, issuer: str, provider: IdentityProvider | None
+) -> AssertionRejected:
+    """The refusal of an assertion whose IdP does not serve the client ``client_id``."""
+    return AssertionRejected(
+        "client_not_allowed",
+        "The IdP that issued the assertion is not bound to this client",
+        client_id=client_id,
+        issuer=issuer,
+        allowed_client_ids=sorted(provider.client_ids or ()) if provider else [],
+    )
 
 
 class TrustStore:

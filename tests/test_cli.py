@@ -180,7 +180,8 @@ def test_inspect_json(tmp_path, capsys, idp, trust):
     report = json.loads(out)
     assert report["valid"] is True
     assert report["failure"] is None
-    assert [c["status"] for c in report["checks"]] == ["pass"] * 11
+    assert [c["status"] for c in report["checks"]] == ["pass"] * 11 + ["not_run"]
+    assert report["checks"][-1]["check"] == "client"
     assert report["assertion"]["issuer"] == ISSUER
     assert report["assertion"]["audiences"] == [AUDIENCE]
 
@@ -659,3 +660,38 @@ def test_inspect_says_when_input_looks_double_encoded(
     block = details(out, check)
     assert block[0].startswith(f"reason: {reason}:")
     assert any(hint in line for line in block), block
+
+
+def test_inspect_client_binding_and_claims(idp):
+    """The inspector runs the grant's client binding when told the client (an IdP
+    entry's ``client_ids``) and shows the mapped claims of a valid assertion."""
+    from authlib_saml2_grant import AssertionVerifier
+    from authlib_saml2_grant import IdentityProvider
+    from authlib_saml2_grant.inspection import inspect_assertion
+
+    bound = IdentityProvider(ISSUER, (idp.certificate,), client_ids=frozenset({"client-a"}))
+    verifier = AssertionVerifier(
+        [bound], audiences=[AUDIENCE], recipients=[RECIPIENT], claims={"groups": "memberOf"}
+    )
+    data = mint(idp, attributes={"memberOf": ["admins", "staff"]}).encode()
+    passed = inspect_assertion(verifier, data, client_id="client-a")
+    assert passed.valid
+    assert passed.get("client").status == "pass"
+    assert passed.assertion_fields()["claims"] == {"groups": ["admins", "staff"]}
+    refused = inspect_assertion(verifier, data, client_id="client-b")
+    assert not refused.valid
+    assert refused.failure.reason == "client_not_allowed"
+    assert refused.get("client").status == "fail"
+    assert refused.get("client").details["allowed_client_ids"] == ["client-a"]
+    unchecked = inspect_assertion(verifier, data)
+    assert unchecked.valid and unchecked.get("client").status == "not_run"
+
+
+def test_inspect_client_id_option(tmp_path, capsys, idp, trust):
+    """``--client-id``: an IdP entry without client_ids serves every client."""
+    path = write(tmp_path, mint(idp))
+    code, out, _ = run(
+        capsys, "inspect", path, *trust, "--recipient", RECIPIENT, "--client-id", "client-a"
+    )
+    assert code == 0
+    assert details(out, "client")[:1] == ["client id: client-a"]
