@@ -12,10 +12,13 @@ Run the whole flow in one command, from the repository root::
 Modules, in the order a request meets them: :mod:`~example_app.config`
 (settings, from ``instance/config.py`` and ``EXAMPLE_APP_*`` environment
 variables), :mod:`~example_app.logs` (console logging of reason codes),
-:mod:`~example_app.oauth` (the ``saml2_bearer`` extension, the grant, the
-authorization server), :mod:`~example_app.routes` (endpoints, RFC 8414
-metadata), :mod:`~example_app.models`, :mod:`~example_app.idp` (the demo
-IdP), :mod:`~example_app.commands` (``init``, ``mint``, ``demo``).
+:mod:`~example_app.oauth` (the ``saml2_bearer`` extension, the saml2-bearer
+and refresh-token grants, the authorization server),
+:mod:`~example_app.tokens` (RFC 9068 JWT access tokens, OpenID Connect ID
+tokens), :mod:`~example_app.keys` (the server's signing key),
+:mod:`~example_app.routes` (endpoints, RFC 8414 metadata, JWKS),
+:mod:`~example_app.models`, :mod:`~example_app.idp` (the demo IdP),
+:mod:`~example_app.commands` (``init``, ``mint``, ``demo``).
 """
 
 from .app import create_app

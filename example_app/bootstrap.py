@@ -1,10 +1,17 @@
-"""First-run setup: tables, a demo user and a confidential client allowed the grant."""
+"""First-run setup: tables, a demo user and a confidential client allowed the grant.
+
+The demo client may use the saml2-bearer grant and refresh tokens, and ask
+for ``openid profile email offline_access``: an ID token, the mapped
+``name`` and ``email`` claims, and a refresh token.
+"""
 
 from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from authlib_saml2_grant import SAML2_BEARER_GRANT_TYPE
 
@@ -12,14 +19,30 @@ from .models import Client
 from .models import User
 from .models import db
 
-__all__ = ["DEMO_USER_EMAIL", "DEMO_CLIENT_ID", "Credentials", "initialize"]
+__all__ = [
+    "DEMO_USER_EMAIL",
+    "DEMO_USER_NAME",
+    "DEMO_CLIENT_ID",
+    "DEMO_CLIENT_METADATA",
+    "Credentials",
+    "initialize",
+]
 
 log = logging.getLogger(__name__)
 
 #: The demo user; the demo IdP sends this email as ``NameID``.
 DEMO_USER_EMAIL = "alice@example.com"
+#: The demo user's display name.
+DEMO_USER_NAME = "Alice Example"
 #: The demo confidential client.
 DEMO_CLIENT_ID = "demo-client"
+#: Its registration metadata (RFC 7591 names).
+DEMO_CLIENT_METADATA: Mapping[str, Any] = {
+    "client_name": "Demo client",
+    "grant_types": [SAML2_BEARER_GRANT_TYPE, "refresh_token"],
+    "token_endpoint_auth_method": "client_secret_basic",
+    "scope": "openid profile email offline_access",
+}
 
 
 @dataclass(frozen=True)
@@ -35,30 +58,27 @@ class Credentials:
 def initialize() -> Credentials:
     """Create the tables, the demo user and the demo client if missing.
 
-    Idempotent: a second call returns the existing credentials. Needs an
-    app context.
+    Idempotent: a second call returns the existing credentials, and brings
+    the demo client's metadata up to date (:data:`DEMO_CLIENT_METADATA`).
+    Needs an app context.
     """
     db.create_all()
     created = False
     user = db.session.execute(db.select(User).filter_by(email=DEMO_USER_EMAIL)).scalar_one_or_none()
     if user is None:
-        db.session.add(User(email=DEMO_USER_EMAIL, name="Alice Example"))
+        db.session.add(User(email=DEMO_USER_EMAIL, name=DEMO_USER_NAME))
         created = True
     client = db.session.execute(
         db.select(Client).filter_by(client_id=DEMO_CLIENT_ID)
     ).scalar_one_or_none()
     if client is None:
         client = Client(client_id=DEMO_CLIENT_ID, client_secret=secrets.token_urlsafe(32))
-        client.set_client_metadata(
-            {
-                "client_name": "Demo client",
-                "grant_types": [SAML2_BEARER_GRANT_TYPE],
-                "token_endpoint_auth_method": "client_secret_basic",
-                "scope": "profile email",
-            }
-        )
+        client.set_client_metadata(dict(DEMO_CLIENT_METADATA))
         db.session.add(client)
         created = True
+    elif client.client_metadata != DEMO_CLIENT_METADATA:
+        client.set_client_metadata(dict(DEMO_CLIENT_METADATA))
+        log.info("Updated the metadata of the demo client %s", DEMO_CLIENT_ID)
     db.session.commit()
     if created:
         log.info("Created the demo user %s and client %s", DEMO_USER_EMAIL, DEMO_CLIENT_ID)

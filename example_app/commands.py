@@ -1,7 +1,9 @@
 """``flask --app example_app`` commands: ``init``, ``mint USER`` and ``demo``.
 
 These are the only places that create the demo IdP's key pair (through
-:func:`~example_app.idp.init_demo_idp`); creating the app never does.
+:func:`~example_app.idp.init_demo_idp`) and the server's signing key
+(through :func:`~example_app.oauth.init_signing_key`); creating the app
+never does.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from .idp import CERTIFICATE_FILENAME
 from .idp import DEMO_IDP_ENTITY_ID
 from .idp import init_demo_idp
 from .idp import mint_assertion
+from .keys import SIGNING_KEY_FILENAME
+from .oauth import init_signing_key
+from .routes import JWKS_PATH
 
 __all__ = ["register_commands", "init_command", "mint_command", "demo_command"]
 
@@ -43,9 +48,10 @@ def _require_demo_idp() -> None:
 @click.command("init")
 @with_appcontext
 def init_command() -> None:
-    """Create the database, the demo IdP, a demo user and a demo client."""
+    """Create the database, the signing key, the demo IdP, a demo user and a demo client."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]  # a LocalProxy
     credentials = initialize()
+    init_signing_key(app)
     if app.config["EXAMPLE_APP_DEMO_IDP"]:
         init_demo_idp(app)
     cfg = app.config
@@ -59,6 +65,8 @@ def init_command() -> None:
     click.echo(f"  client_id:      {credentials.client_id}")
     click.echo(f"  client_secret:  {credentials.client_secret}")
     click.echo(f"  demo user:      {credentials.user_email}")
+    click.echo(f"  signing key:    {app.instance_path}/{SIGNING_KEY_FILENAME}")
+    click.echo(f"  JWKS:           {base_url}{JWKS_PATH}")
     click.echo("Identity providers must send:")
     click.echo(f"  Audience:       {cfg['SAML2_BEARER_AUDIENCES'][0]}")
     click.echo(f"  Recipient:      {cfg['SAML2_BEARER_RECIPIENTS'][0]}")
@@ -78,6 +86,7 @@ def mint_command(user: str, lifetime: int) -> None:
     """Print a base64url assertion from the demo IdP whose NameID is USER."""
     _require_demo_idp()
     app = current_app._get_current_object()  # type: ignore[attr-defined]  # a LocalProxy
+    init_signing_key(app)
     click.echo(mint_assertion(app, user, lifetime=timedelta(seconds=lifetime)))
 
 
@@ -92,8 +101,10 @@ def demo_command() -> None:
     _require_demo_idp()
     cli_app = current_app._get_current_object()  # type: ignore[attr-defined]  # a LocalProxy
     credentials = initialize()
-    # Before the served app is created, so that it trusts the demo IdP from the start.
+    # Before the served app is created, so that it trusts the demo IdP and
+    # signs its tokens from the start.
     init_demo_idp(cli_app)
+    init_signing_key(cli_app)
     config = dict(cli_app.extensions.get(FACTORY_CONFIG_KEY) or {})
 
     def create_served_app(base_url: str) -> Flask:

@@ -28,7 +28,16 @@ explicitly to override.
 
 The demo IdP is trusted only once its key pair exists: creating the app
 never writes key material. ``flask --app example_app init`` (and ``demo``
-and ``mint``) create the key pair; see :mod:`example_app.idp`.
+and ``mint``) create the key pair; see :mod:`example_app.idp`. They also
+create the server's own signing key, without which access tokens are opaque
+and no ID token is issued; see :mod:`example_app.keys`.
+
+Token defaults: the scopes ``openid`` (an ID token) and ``offline_access``
+(a refresh token, ``SAML2_BEARER_ISSUE_REFRESH_TOKEN = "offline_access"``)
+besides ``profile`` and ``email``; ``SAML2_BEARER_CLAIMS`` maps the usual
+attribute names of email, display name and group membership to the claims
+``email``, ``name`` and ``groups``. Like every default, a setting in
+``instance/config.py`` or ``create_app(config)`` replaces them whole.
 """
 
 from __future__ import annotations
@@ -84,12 +93,27 @@ DEFAULTS: Mapping[str, Any] = {
     "EXAMPLE_APP_DEMO_IDP": True,
     # Level of the console log the app sets up when nothing else configured logging.
     "EXAMPLE_APP_LOG_LEVEL": "INFO",
-    "OAUTH2_SCOPES_SUPPORTED": ["profile", "email"],
+    # openid: an ID token; offline_access: a refresh token (OpenID Connect Core 11).
+    "OAUTH2_SCOPES_SUPPORTED": ["openid", "profile", "email", "offline_access"],
     # Authlib's own token lifetime setting, per grant type.
-    "OAUTH2_TOKEN_EXPIRES_IN": {SAML2_BEARER_GRANT_TYPE: 3600},
+    "OAUTH2_TOKEN_EXPIRES_IN": {SAML2_BEARER_GRANT_TYPE: 3600, "refresh_token": 3600},
+    # Authlib's default generator makes refresh tokens only when this is set.
+    "OAUTH2_REFRESH_TOKEN_GENERATOR": True,
     "SAML2_BEARER_IDENTITY_PROVIDERS": [],
     "SAML2_BEARER_CLOCK_SKEW": 60,
     "SAML2_BEARER_MAX_ASSERTION_LIFETIME": 7200,
+    # A refresh token only when the granted scope has offline_access.
+    "SAML2_BEARER_ISSUE_REFRESH_TOKEN": "offline_access",
+    # Claim name -> the SAML attribute Name (or FriendlyName) carrying it, the
+    # first one present wins: common names (the demo IdP sends mail, displayName
+    # and memberOf) and their urn:oid forms (SAML V2.0 X.500/LDAP attribute
+    # profile). Access tokens carry every mapped claim, ID tokens those their
+    # scope requests (see example_app.tokens).
+    "SAML2_BEARER_CLAIMS": {
+        "email": ["mail", "email", "urn:oid:0.9.2342.19200300.100.1.3"],
+        "name": ["displayName", "cn", "urn:oid:2.16.840.1.113730.3.1.241"],
+        "groups": ["memberOf", "groups", "isMemberOf", "urn:oid:1.3.6.1.4.1.5923.1.5.1.1"],
+    },
 }
 
 _TRUE = frozenset(("1", "true", "yes", "on"))

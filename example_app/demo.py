@@ -3,8 +3,11 @@
 The app is served by werkzeug on a free ``127.0.0.1`` port in a thread; a
 plain :mod:`urllib` client then discovers the token endpoint (RFC 8414),
 exchanges an assertion from the demo IdP with HTTP Basic client
-authentication (:rfc:`7522#section-2.1`), calls the protected API with the
-token, and replays the assertion to show the ``invalid_grant`` refusal.
+authentication (:rfc:`7522#section-2.1`) for a JWT access token
+(:rfc:`9068`), an ID token and a refresh token, verifies both JWTs with the
+keys at ``jwks_uri``, calls the protected API with the access token,
+refreshes it (:rfc:`6749#section-6`), and replays the assertion to show the
+``invalid_grant`` refusal.
 
 The transcript goes to standard output. The served app's own log lines,
 among them the rejection of the replayed assertion with ``reason=replayed``,
@@ -18,6 +21,7 @@ import base64
 import json
 import logging
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -28,6 +32,9 @@ from typing import Any
 
 import click
 from flask import Flask
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
 from werkzeug.serving import WSGIRequestHandler
 from werkzeug.serving import make_server
 
@@ -35,13 +42,17 @@ from authlib_saml2_grant import SAML2_BEARER_GRANT_TYPE
 from authlib_saml2_grant import assertion_rejected
 
 from .bootstrap import Credentials
+from .idp import DEMO_DIRECTORY
 from .idp import mint_assertion
+from .keys import SIGNING_ALG
 
 __all__ = ["HttpResult", "run_demo", "serve"]
 
 log = logging.getLogger(__name__)
 
 _TIMEOUT = 10
+#: What the demo client asks for: an ID token, the mapped claims, a refresh token.
+DEMO_SCOPE = "openid profile email offline_access"
 
 
 @dataclass(frozen=True)
@@ -127,15 +138,17 @@ def run_demo(app: Flask, base_url: str, credentials: Credentials) -> bool:
 
 def _flow(app, base_url, credentials, steps, reasons):
     metadata_url = f"{base_url}/.well-known/oauth-authorization-server"
-    steps.title("Discover the token endpoint (RFC 8414)")
+    steps.title("Discover the token endpoint and the signing keys (RFC 8414)")
     result = steps.send("GET", metadata_url)
-    body = result.body if isinstance(result.body, dict) else {}
-    token_endpoint = body.get("token_endpoint")
+    metadata = _json(result)
+    token_endpoint = metadata.get("token_endpoint")
+    jwks_uri = metadata.get("jwks_uri")
     if not steps.expect(
-        "metadata lists the saml2-bearer grant",
+        "metadata lists the saml2-bearer grant and a jwks_uri",
         result.status == 200
-        and SAML2_BEARER_GRANT_TYPE in body.get("grant_types_supported", ())
-        and bool(token_endpoint),
+        and SAML2_BEARER_GRANT_TYPE in metadata.get("grant_types_supported", ())
+        and bool(token_endpoint)
+        and bool(jwks_uri),
     ):
         return
 
@@ -147,40 +160,96 @@ def _flow(app, base_url, credentials, steps, reasons):
     click.echo(f"  Subject (NameID): {credentials.user_email}")
     click.echo(f"  Audience:         {audience}")
     click.echo(f"  Recipient:        {recipient}")
+    for name, value in DEMO_DIRECTORY.get(credentials.user_email, {}).items():
+        shown = value if isinstance(value, str) else ", ".join(value)
+        click.echo(f"  Attribute:        {name} = {shown}")
     click.echo(f"  assertion:        {_shorten(assertion)} ({len(assertion)} chars, base64url)")
     steps.count += 1
 
-    steps.title("Exchange it for an access token (RFC 7522 section 2.1)")
+    steps.title("Exchange it for tokens (RFC 7522 section 2.1)")
     basic = base64.b64encode(
         f"{_quote(credentials.client_id)}:{_quote(credentials.client_secret)}".encode()
     ).decode()
     auth = {"Authorization": f"Basic {basic}"}
-    form = {"grant_type": SAML2_BEARER_GRANT_TYPE, "assertion": assertion, "scope": "profile"}
+    form = {"grant_type": SAML2_BEARER_GRANT_TYPE, "assertion": assertion, "scope": DEMO_SCOPE}
     result = steps.send("POST", token_endpoint, auth, form)
-    body = result.body if isinstance(result.body, dict) else {}
-    access_token = body.get("access_token")
+    tokens = _json(result)
+    access_token = tokens.get("access_token")
     if not steps.expect(
-        "200 with a Bearer access token",
-        result.status == 200 and body.get("token_type") == "Bearer" and bool(access_token),
+        "200 with a Bearer access token, an ID token and a refresh token",
+        result.status == 200
+        and tokens.get("token_type") == "Bearer"
+        and bool(access_token)
+        and bool(tokens.get("id_token"))
+        and bool(tokens.get("refresh_token")),
     ):
         return
 
-    steps.title("Call the protected API with the token (RFC 6750)")
+    steps.title("Verify the JWTs with the keys at jwks_uri (RFC 9068 section 4, OIDC Core 3.1.3.7)")
+    result = steps.send("GET", jwks_uri)
+    at_claims = _verify(result.body, access_token, "at+jwt")
+    id_claims = _verify(result.body, tokens["id_token"], None)
+    for what, claims in (("access token", at_claims), ("ID token", id_claims)):
+        click.echo(f"  {what} claims:")
+        for line in json.dumps(claims, indent=2).splitlines():
+            click.echo(f"    {line}")
+    issuer = metadata.get("issuer")
+    steps.expect(
+        "both signed by a key of jwks_uri, issued by the issuer, with the asserted email",
+        at_claims.get("iss") == issuer
+        and at_claims.get("client_id") == credentials.client_id
+        and at_claims.get("email") == credentials.user_email
+        and id_claims.get("iss") == issuer
+        and id_claims.get("aud") in (credentials.client_id, [credentials.client_id])
+        and id_claims.get("email") == credentials.user_email,
+    )
+
+    steps.title("Call the protected API with the access token (RFC 6750)")
     result = steps.send("GET", f"{base_url}/api/me", {"Authorization": f"Bearer {access_token}"})
-    body = result.body if isinstance(result.body, dict) else {}
+    body = _json(result)
     steps.expect(
         f"200 for {credentials.user_email}",
         result.status == 200 and body.get("user", {}).get("email") == credentials.user_email,
     )
 
+    steps.title("Refresh the access token (RFC 6749 section 6)")
+    refresh = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+    result = steps.send("POST", token_endpoint, auth, refresh)
+    body = _json(result)
+    steps.expect(
+        "200 with a new access token and a new refresh token",
+        result.status == 200
+        and body.get("access_token") not in (None, access_token)
+        and body.get("refresh_token") not in (None, tokens["refresh_token"]),
+    )
+
     steps.title("Replay the same assertion (RFC 7522 section 3: one use only)")
     result = steps.send("POST", token_endpoint, auth, form)
-    body = result.body if isinstance(result.body, dict) else {}
+    body = _json(result)
     if reasons:
         # The client sees only invalid_grant; the reason code goes to the server
         # log (on standard error, see example_app.logs) and to this signal.
         click.echo(f"  assertion_rejected signal: reason={reasons[-1]}")
     steps.expect("400 invalid_grant", result.status == 400 and body.get("error") == "invalid_grant")
+
+
+def _json(result: HttpResult) -> dict:
+    return result.body if isinstance(result.body, dict) else {}
+
+
+def _verify(jwks: Any, token: str, typ: str | None) -> dict:
+    """The claims of ``token`` if its signature verifies with a key of ``jwks``,
+    it has the header ``typ`` (when given) and has not expired; else ``{}``."""
+    try:
+        decoded = jwt.decode(token, KeySet.import_key_set(jwks), algorithms=[SIGNING_ALG])
+    except (JoseError, KeyError, TypeError, ValueError) as exc:
+        click.echo(f"  {_shorten(token, 24)} does not verify: {exc}")
+        return {}
+    if typ is not None and decoded.header.get("typ") != typ:
+        return {}
+    if decoded.claims.get("exp", 0) <= time.time():
+        return {}
+    return decoded.claims
 
 
 class _Steps:
@@ -207,9 +276,10 @@ class _Steps:
                 click.echo(f">   {name}={_shorten(value)}")
         result = http(method, url, headers, form)
         click.echo(f"< {result.status} {result.reason}")
-        text = (
-            json.dumps(result.body, indent=2) if not isinstance(result.body, str) else result.body
-        )
+        body = result.body
+        if isinstance(body, dict):  # tokens and keys in one line each
+            body = {k: _shorten(v) if isinstance(v, str) else v for k, v in body.items()}
+        text = json.dumps(body, indent=2) if not isinstance(body, str) else body
         for line in text.splitlines():
             click.echo(f"<   {line}")
         return result

@@ -14,6 +14,12 @@ certificate. An app created before the certificate existed trusts it once
 :func:`init_demo_idp` ran on it (a server already running elsewhere needs a
 restart).
 
+The demo IdP has a directory of one user, the demo user, and asserts her
+``mail``, ``displayName`` and ``memberOf`` attributes (:data:`DEMO_DIRECTORY`),
+which the example's ``SAML2_BEARER_CLAIMS`` maps to the ``email``, ``name``
+and ``groups`` claims of access tokens and ID tokens. It asserts no
+attribute of anyone else.
+
 Never enable the demo IdP in production: whoever can read the instance
 folder can mint assertions for any user.
 """
@@ -22,6 +28,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
+from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -33,10 +41,14 @@ from authlib_saml2_grant import load_certificate
 from authlib_saml2_grant.testing import TestIdentityProvider
 from authlib_saml2_grant.testing import generate_key_pair
 
+from .bootstrap import DEMO_USER_EMAIL
+from .bootstrap import DEMO_USER_NAME
+from .keys import write_atomically
 from .oauth import saml2_bearer
 
 __all__ = [
     "DEMO_IDP_ENTITY_ID",
+    "DEMO_DIRECTORY",
     "KEY_FILENAME",
     "CERTIFICATE_FILENAME",
     "demo_idp_exists",
@@ -54,6 +66,14 @@ DEMO_IDP_ENTITY_ID = "urn:example-app:demo-idp"
 KEY_FILENAME = "demo-idp-key.pem"
 #: The demo IdP's self-signed certificate, in the instance folder.
 CERTIFICATE_FILENAME = "demo-idp-cert.pem"
+#: The users the demo IdP knows: ``NameID`` -> the attributes it asserts.
+DEMO_DIRECTORY: Mapping[str, Mapping[str, str | Sequence[str]]] = {
+    DEMO_USER_EMAIL: {
+        "mail": DEMO_USER_EMAIL,
+        "displayName": DEMO_USER_NAME,
+        "memberOf": ("staff", "demo-admins"),
+    },
+}
 
 
 def demo_idp_exists(instance_path: str | os.PathLike) -> bool:
@@ -115,10 +135,12 @@ def mint_assertion(app: Flask, subject: str, **fields) -> str:
     Initialises the demo IdP first (see :func:`init_demo_idp`). The
     ``Audience`` and ``Recipient`` are the first of the app's
     ``SAML2_BEARER_AUDIENCES`` and ``SAML2_BEARER_RECIPIENTS``, which is what
-    a real IdP is configured with (see ``docs/idp-setup.md``).
+    a real IdP is configured with (see ``docs/idp-setup.md``); the
+    attributes are those :data:`DEMO_DIRECTORY` has for ``subject``.
     """
     fields.setdefault("audience", app.config["SAML2_BEARER_AUDIENCES"][0])
     fields.setdefault("recipient", app.config["SAML2_BEARER_RECIPIENTS"][0])
+    fields.setdefault("attributes", dict(DEMO_DIRECTORY.get(subject, {})))
     return init_demo_idp(app).mint(subject=subject, **fields)
 
 
@@ -132,15 +154,6 @@ def _generate(folder: Path) -> None:
     )
     public = certificate.public_bytes(serialization.Encoding.PEM)
     # The key first: the pair counts as present once the certificate exists.
-    _write(folder / KEY_FILENAME, private, mode=0o600)
-    _write(folder / CERTIFICATE_FILENAME, public, mode=0o644)
+    write_atomically(folder / KEY_FILENAME, private, mode=0o600)
+    write_atomically(folder / CERTIFICATE_FILENAME, public, mode=0o644)
     log.info("Generated the demo IdP key pair in %s", folder)
-
-
-def _write(path: Path, data: bytes, mode: int) -> None:
-    """Write atomically, so a crash never leaves a half-written key."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, path)

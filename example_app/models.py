@@ -49,11 +49,19 @@ class Client(db.Model, OAuth2ClientMixin):
 
 
 class Token(db.Model, OAuth2TokenMixin):
-    """An issued access token, bound to the user the assertion named."""
+    """An issued access token, bound to the user the assertion named.
+
+    ``access_token`` is text rather than the mixin's ``VARCHAR(255)``: a JWT
+    access token (RFC 9068) with its claims and signature is longer. A
+    PostgreSQL database created by an earlier version of this app keeps the
+    255-character column and cannot save JWTs: create a new one with
+    ``flask --app example_app init``.
+    """
 
     __tablename__ = "oauth2_token"
 
     id = db.Column(db.Integer, primary_key=True)
+    access_token = db.Column(db.Text, unique=True, nullable=False)
     user_id = db.Column(db.Integer, db.ForeignKey("user.id", ondelete="CASCADE"))
     user = db.relationship("User")
 

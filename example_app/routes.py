@@ -1,6 +1,7 @@
-"""HTTP endpoints: the token endpoint, a protected API, RFC 8414 metadata.
+"""HTTP endpoints: the token endpoint, a protected API, RFC 8414 metadata,
+the public signing keys (JWKS).
 
-The metadata's ``issuer`` and ``token_endpoint`` are built from
+The metadata's ``issuer``, ``token_endpoint`` and ``jwks_uri`` are built from
 ``EXAMPLE_APP_BASE_URL``, never from the request: the ``Audience`` and
 ``Recipient`` the server accepts derive from that same URL, so what it
 advertises and what it verifies always agree, and a forged ``Host`` header
@@ -23,15 +24,20 @@ from flask import current_app
 from flask import jsonify
 from flask import request
 
+from .keys import public_jwks
+from .oauth import RefreshTokenGrant
 from .oauth import SAML2BearerGrant
 from .oauth import authorization_server
 from .oauth import require_oauth
 
-__all__ = ["bp", "same_base_url"]
+__all__ = ["bp", "same_base_url", "JWKS_PATH"]
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("example_app", __name__)
+
+#: Where the public keys of access tokens and ID tokens are served.
+JWKS_PATH = "/oauth/jwks.json"
 
 _WARNED_KEY = "example_app.base_url_warned"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -52,8 +58,9 @@ def check_base_url() -> None:
         return  # another thread warned first
     log.warning(
         "Requests reach this server at %s, but EXAMPLE_APP_BASE_URL is %s: the RFC 8414 "
-        "metadata (issuer, token_endpoint) advertises it and the accepted Audience and "
-        "Recipient derive from it. If clients use %s, set EXAMPLE_APP_BASE_URL=%s and restart.",
+        "metadata (issuer, token_endpoint, jwks_uri) and the tokens' iss claim advertise it, "
+        "and the accepted Audience and Recipient derive from it. If clients use %s, set "
+        "EXAMPLE_APP_BASE_URL=%s and restart.",
         served_at,
         base_url,
         served_at,
@@ -92,21 +99,37 @@ def me():
     return jsonify(user=token.user.to_dict(), scope=token.scope, client_id=token.client_id)
 
 
+@bp.get(JWKS_PATH)
+def jwks():
+    """The public keys that verify access tokens (:rfc:`9068#section-4`) and
+    ID tokens: a JWK set, :rfc:`7517#section-5`.
+
+    Empty until ``flask --app example_app init`` created the signing key.
+    """
+    response = jsonify(public_jwks())
+    response.cache_control.public = True
+    response.cache_control.max_age = 300
+    return response
+
+
 @bp.get("/.well-known/oauth-authorization-server")
 def server_metadata():
     """Authorization server metadata, :rfc:`8414#section-2`.
 
-    ``issuer`` and ``token_endpoint`` come from ``EXAMPLE_APP_BASE_URL``
-    (see the module documentation). ``response_types_supported`` is REQUIRED
-    by RFC 8414 but only concerns the authorization endpoint, which this
-    server does not have: it is empty.
+    ``issuer``, ``token_endpoint`` and ``jwks_uri`` come from
+    ``EXAMPLE_APP_BASE_URL`` (see the module documentation).
+    ``response_types_supported`` is REQUIRED by RFC 8414 but only concerns
+    the authorization endpoint, which this server does not have: it is empty.
     """
     base_url = current_app.config["EXAMPLE_APP_BASE_URL"]
+    grants = (SAML2BearerGrant, RefreshTokenGrant)
+    auth_methods = [m for g in grants for m in g.TOKEN_ENDPOINT_AUTH_METHODS]
     return jsonify(
         issuer=base_url,
         token_endpoint=f"{base_url}/oauth/token",
-        grant_types_supported=[SAML2BearerGrant.GRANT_TYPE],
-        token_endpoint_auth_methods_supported=SAML2BearerGrant.TOKEN_ENDPOINT_AUTH_METHODS,
+        jwks_uri=f"{base_url}{JWKS_PATH}",
+        grant_types_supported=[g.GRANT_TYPE for g in grants],
+        token_endpoint_auth_methods_supported=list(dict.fromkeys(auth_methods)),
         scopes_supported=current_app.config["OAUTH2_SCOPES_SUPPORTED"],
         response_types_supported=[],
     )

@@ -32,6 +32,7 @@ from example_app.idp import CERTIFICATE_FILENAME
 from example_app.idp import DEMO_IDP_ENTITY_ID
 from example_app.idp import KEY_FILENAME
 from example_app.idp import mint_assertion
+from example_app.keys import SIGNING_KEY_FILENAME
 from example_app.models import db
 from example_app.models import replay_cache
 from example_app.oauth import saml2_bearer
@@ -48,6 +49,7 @@ ENVIRONMENT = (
     "EXAMPLE_APP_INSTANCE_PATH",
 )
 NOT_INITIALISED = "demo IdP not initialised"
+NO_SIGNING_KEY = "signing key not created"
 
 
 @pytest.fixture(autouse=True)
@@ -121,13 +123,22 @@ def test_api_me_requires_token(app):
 
 
 def test_metadata_lists_grant(app):
-    """RFC 8414 section 2 metadata advertises the RFC 7522 section 2.1 grant type URI."""
+    """RFC 8414 section 2 metadata advertises the RFC 7522 section 2.1 grant type
+    URI, the refresh-token grant (RFC 6749 section 6), the scopes (with openid and
+    offline_access, OpenID Connect Core 11) and the JWKS URL."""
     body = app.test_client().get("/.well-known/oauth-authorization-server").get_json()
     assert body["issuer"] == "http://127.0.0.1:5000"
     assert body["token_endpoint"] == "http://127.0.0.1:5000/oauth/token"
-    assert body["grant_types_supported"] == ["urn:ietf:params:oauth:grant-type:saml2-bearer"]
-    assert "client_secret_basic" in body["token_endpoint_auth_methods_supported"]
-    assert body["scopes_supported"] == ["profile", "email"]
+    assert body["jwks_uri"] == "http://127.0.0.1:5000/oauth/jwks.json"
+    assert body["grant_types_supported"] == [
+        "urn:ietf:params:oauth:grant-type:saml2-bearer",
+        "refresh_token",
+    ]
+    assert body["token_endpoint_auth_methods_supported"] == [
+        "client_secret_basic",
+        "client_secret_post",
+    ]
+    assert body["scopes_supported"] == ["openid", "profile", "email", "offline_access"]
 
 
 def test_replay_is_refused_and_recorded_in_the_database(app, credentials):
@@ -177,8 +188,9 @@ def test_settings_are_loaded_by_the_module_level_extension(app):
 
 def test_create_app_writes_no_key_material(tmp_path, caplog):
     """Creating the app on an empty instance folder writes no file, no key in
-    particular; the demo IdP is then not trusted (RFC 7522 section 3, item 1)
-    and a WARNING says how to initialise it."""
+    particular; the demo IdP is then not trusted (RFC 7522 section 3, item 1),
+    the server has no signing key (an empty JWKS), and WARNINGs say how to
+    initialise both."""
     instance = tmp_path / "instance"
     with caplog.at_level(logging.WARNING, logger="example_app"):
         app = create_app(instance_path=str(instance))
@@ -189,6 +201,10 @@ def test_create_app_writes_no_key_material(tmp_path, caplog):
     assert any(
         NOT_INITIALISED in m and "run flask --app example_app init" in m for m in warnings
     ), warnings
+    signing_key = [m for m in warnings if NO_SIGNING_KEY in m]
+    assert signing_key and "run flask --app example_app init" in signing_key[0], warnings
+    assert app.test_client().get("/oauth/jwks.json").get_json() == {"keys": []}
+    assert files_in(instance) == []
 
 
 def test_inspect_with_the_example_app_writes_no_key_material(tmp_path, monkeypatch, capsys):
@@ -465,13 +481,17 @@ def test_init_command_prints_credentials(app, credentials):
 
 
 def test_init_command_on_a_fresh_instance(tmp_path):
-    """``init`` on an empty instance folder creates the database and the demo IdP."""
+    """``init`` on an empty instance folder creates the database, the demo IdP
+    and the server's signing key (private, 0600), and prints where the public
+    key is served."""
     app = create_app(instance_path=str(tmp_path))
     result = app.test_cli_runner().invoke(args=["init"])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("Initialized.")
     assert (tmp_path / "example_app.db").is_file()
     assert (tmp_path / CERTIFICATE_FILENAME).is_file()
+    assert stat.S_IMODE(os.stat(tmp_path / SIGNING_KEY_FILENAME).st_mode) == 0o600
+    assert "JWKS:           http://127.0.0.1:5000/oauth/jwks.json" in result.output
 
 
 def test_mint_command_output_is_exchangeable(app, credentials):
@@ -485,8 +505,10 @@ def test_mint_command_output_is_exchangeable(app, credentials):
 
 
 def test_demo_command_against_real_server(tmp_path):
-    """``demo`` runs discovery, the RFC 7522 section 2.1 exchange, the API call
-    and the replay refusal (section 3, item 6) over real HTTP, and exits 0."""
+    """``demo`` runs discovery, the RFC 7522 section 2.1 exchange, the check of
+    the JWTs with the JWKS (RFC 9068 section 4), the API call, a refresh
+    (RFC 6749 section 6) and the replay refusal (section 3, item 6) over real
+    HTTP, and exits 0."""
     app = create_app(instance_path=str(tmp_path))
     result = app.test_cli_runner().invoke(args=["demo"])
     assert result.exit_code == 0, result.output
@@ -498,7 +520,9 @@ def test_demo_command_against_real_server(tmp_path):
     assert "< 400 BAD REQUEST" in out
     assert '"error": "invalid_grant"' in out
     assert "reason=replayed" in out
-    assert "All 5 steps gave the expected result." in out
+    assert '"email": "alice@example.com"' in out[out.index("access token claims:") :]
+    assert "ok: 200 with a new access token and a new refresh token" in out
+    assert "All 7 steps gave the expected result." in out
 
 
 def test_demo_command_fails_loudly(tmp_path, monkeypatch):
@@ -535,15 +559,18 @@ def test_demo_from_the_repository_root(tmp_path):
     )
     out = done.stdout
     assert done.returncode == 0, out
-    assert "All 5 steps gave the expected result." in out
+    assert "All 7 steps gave the expected result." in out
     line = (
         "INFO authlib_saml2_grant.grant: SAML2 bearer assertion rejected: "
         "reason=replayed client='demo-client': "
     )
     assert line in out
-    replay = out.index("== 5. Replay")
+    replay = out.index("== 7. Replay")
     assert replay < out.index(line) < out.index("< 400 BAD REQUEST", replay)
     assert (instance / KEY_FILENAME).is_file()
     assert (instance / CERTIFICATE_FILENAME).is_file()
-    # Only the command's own app predates the key pair: the served app trusts it from the start.
+    assert (instance / SIGNING_KEY_FILENAME).is_file()
+    # Only the command's own app predates the keys: the served app trusts the
+    # demo IdP and signs its tokens from the start.
     assert out.count(NOT_INITIALISED) == 1
+    assert out.count(NO_SIGNING_KEY) == 1
