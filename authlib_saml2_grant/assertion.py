@@ -13,26 +13,15 @@ from typing import Any
 __all__ = ["Attributes", "Claims", "VerifiedAssertion"]
 
 
-class Attributes(Mapping[str, tuple[str, ...]]):
-    """SAML attribute ``Name`` to its values, read-only, hashable and picklable.
-
-    It holds plain tuples (no XML tree), in document order: a name that
-    appears in several ``Attribute`` elements has all their values, in order.
-
-    :param items: ``(name, values)`` pairs.
-    """
+class _FrozenMapping(Mapping[str, Any]):
+    """A read-only mapping over a tuple of ``(key, values)`` pairs: hashable,
+    picklable, equal to a plain dict with the same items."""
 
     __slots__ = ("_items", "_index")
 
-    def __init__(self, items: Iterable[tuple[str, Iterable[str]]] = ()) -> None:
-        index: dict[str, tuple[str, ...]] = {}
-        for name, values in items:
-            index[name] = index.get(name, ()) + tuple(values)
-        self._index = index
-        self._items: tuple[tuple[str, tuple[str, ...]], ...] = tuple(index.items())
-
-    def __getitem__(self, name: str) -> tuple[str, ...]:
-        return self._index[name]
+    def __init__(self, items: Iterable[tuple[str, tuple[str, ...]]] = ()) -> None:
+        self._items: tuple[tuple[str, tuple[str, ...]], ...] = tuple(items)
+        self._index = dict(self._items)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._index)
@@ -44,18 +33,39 @@ class Attributes(Mapping[str, tuple[str, ...]]):
         return hash(self._items)
 
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, Attributes):
+        if type(other) is type(self):
             return self._items == other._items
         return Mapping.__eq__(self, other)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (Attributes, (self._items,))
+        return (type(self), (self._items,))
 
     def __repr__(self) -> str:
-        return f"Attributes({self._index!r})"
+        return f"{type(self).__name__}({dict(self)!r})"
 
 
-class Claims(Mapping[str, str | list[str]]):
+class Attributes(_FrozenMapping):
+    """SAML attribute ``Name`` to its values, read-only, hashable and picklable.
+
+    It holds plain tuples (no XML tree), in document order: a name that
+    appears in several ``Attribute`` elements has all their values, in order.
+
+    :param items: ``(name, values)`` pairs.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, items: Iterable[tuple[str, Iterable[str]]] = ()) -> None:
+        merged: dict[str, tuple[str, ...]] = {}
+        for name, values in items:
+            merged[name] = merged.get(name, ()) + tuple(values)
+        super().__init__(merged.items())
+
+    def __getitem__(self, name: str) -> tuple[str, ...]:
+        return self._index[name]
+
+
+class Claims(_FrozenMapping):
     """Claim name to value, mapped from signed attributes by ``SAML2_BEARER_CLAIMS``.
 
     A claim whose attribute has one value is that string; several values are
@@ -65,35 +75,11 @@ class Claims(Mapping[str, str | list[str]]):
     :param items: ``(claim, values)`` pairs, values a non-empty tuple.
     """
 
-    __slots__ = ("_items", "_index")
-
-    def __init__(self, items: Iterable[tuple[str, tuple[str, ...]]] = ()) -> None:
-        self._items: tuple[tuple[str, tuple[str, ...]], ...] = tuple(items)
-        self._index = dict(self._items)
+    __slots__ = ()
 
     def __getitem__(self, claim: str) -> str | list[str]:
         values = self._index[claim]
         return values[0] if len(values) == 1 else list(values)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._index)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __hash__(self) -> int:
-        return hash(self._items)
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Claims):
-            return self._items == other._items
-        return Mapping.__eq__(self, other)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (Claims, (self._items,))
-
-    def __repr__(self) -> str:
-        return f"Claims({dict(self)!r})"
 
 
 @dataclass(frozen=True)

@@ -81,7 +81,19 @@ require_oauth = ResourceProtector()
 require_oauth.register_token_validator(create_bearer_token_validator(db.session, Token)())
 
 
-class SAML2BearerGrant(authlib_saml2_grant.SAML2BearerGrant):
+class _ClaimsInAccessToken:
+    """Generates a grant's token with :meth:`get_token_claims` handed to the JWT
+    access token generator (Authlib's generators receive no request)."""
+
+    def get_token_claims(self) -> dict:
+        raise NotImplementedError()
+
+    def generate_token(self, **kwargs):
+        with asserted_claims(self.get_token_claims()):
+            return super().generate_token(**kwargs)  # type: ignore[misc]
+
+
+class SAML2BearerGrant(_ClaimsInAccessToken, authlib_saml2_grant.SAML2BearerGrant):
     """The saml2-bearer grant of this app: the ``NameID`` is the user's email."""
 
     def authenticate_user(self, assertion):
@@ -90,21 +102,12 @@ class SAML2BearerGrant(authlib_saml2_grant.SAML2BearerGrant):
             db.select(User).filter_by(email=assertion.subject)
         ).scalar_one_or_none()
 
-    def generate_token(
-        self, user=None, scope=None, grant_type=None, expires_in=None, include_refresh_token=True
-    ):
-        """The token, its access token carrying the claims of the verified assertion."""
-        with asserted_claims(claims_from_assertion(self.request.saml2_assertion)):
-            return super().generate_token(
-                user=user,
-                scope=scope,
-                grant_type=grant_type,
-                expires_in=expires_in,
-                include_refresh_token=include_refresh_token,
-            )
+    def get_token_claims(self) -> dict:
+        """The claims of the verified assertion, for the access token."""
+        return claims_from_assertion(self.request.saml2_assertion)
 
 
-class RefreshTokenGrant(grants.RefreshTokenGrant):
+class RefreshTokenGrant(_ClaimsInAccessToken, grants.RefreshTokenGrant):
     """Refresh tokens (:rfc:`6749#section-6`), rotated at each use."""
 
     #: The clients authenticate as they do for the saml2-bearer grant.
@@ -135,19 +138,9 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         db.session.add(refresh_token)
         db.session.commit()
 
-    def generate_token(
-        self, user=None, scope=None, grant_type=None, expires_in=None, include_refresh_token=True
-    ):
-        """The token, its access token carrying the claims the refreshed one had."""
-        refreshed = self.request.refresh_token.access_token
-        with asserted_claims(claims_from_access_token(refreshed, signing_keys())):
-            return super().generate_token(
-                user=user,
-                scope=scope,
-                grant_type=grant_type,
-                expires_in=expires_in,
-                include_refresh_token=include_refresh_token,
-            )
+    def get_token_claims(self) -> dict:
+        """The claims the refreshed access token carried."""
+        return claims_from_access_token(self.request.refresh_token.access_token, signing_keys())
 
 
 def init_oauth(app: Flask) -> AuthorizationServer:

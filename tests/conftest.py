@@ -293,3 +293,20 @@ def database_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'replay.db'}"
     return postgres_url()
+
+
+#: The environment variables the example app reads (example_app/config.py).
+EXAMPLE_ENVIRONMENT = (
+    "EXAMPLE_APP_BASE_URL",
+    "EXAMPLE_APP_DEMO_IDP",
+    "EXAMPLE_APP_LOG_LEVEL",
+    "EXAMPLE_APP_DATABASE_URL",
+    "EXAMPLE_APP_INSTANCE_PATH",
+)
+
+
+@pytest.fixture
+def no_example_env(monkeypatch):
+    """The example app's settings from its defaults only, not this shell's environment."""
+    for name in EXAMPLE_ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)

@@ -390,19 +390,8 @@ def test_every_block_is_exercised():
 
 # -- the example app, per product ----------------------------------------------------------
 
-ENVIRONMENT = (
-    "EXAMPLE_APP_BASE_URL",
-    "EXAMPLE_APP_DEMO_IDP",
-    "EXAMPLE_APP_LOG_LEVEL",
-    "EXAMPLE_APP_DATABASE_URL",
-    "EXAMPLE_APP_INSTANCE_PATH",
-)
 
-
-@pytest.fixture(autouse=True)
-def _no_env(monkeypatch):
-    for name in ENVIRONMENT:
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("no_example_env")
 
 
 @pytest.fixture(scope="module")

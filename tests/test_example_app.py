@@ -38,24 +38,15 @@ from example_app.models import replay_cache
 from example_app.oauth import saml2_bearer
 from example_app.routes import same_base_url
 
+from .conftest import EXAMPLE_ENVIRONMENT
 from .helpers import INVALID_GRANT
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-ENVIRONMENT = (
-    "EXAMPLE_APP_BASE_URL",
-    "EXAMPLE_APP_DEMO_IDP",
-    "EXAMPLE_APP_LOG_LEVEL",
-    "EXAMPLE_APP_DATABASE_URL",
-    "EXAMPLE_APP_INSTANCE_PATH",
-)
 NOT_INITIALISED = "demo IdP not initialised"
 NO_SIGNING_KEY = "signing key not created"
 
 
-@pytest.fixture(autouse=True)
-def _no_env(monkeypatch):
-    for name in ENVIRONMENT:
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("no_example_env")
 
 
 def write_config(folder, **settings):
@@ -404,7 +395,7 @@ def test_instance_path_from_the_environment(tmp_path, monkeypatch):
 
 def test_empty_environment_variables_count_as_unset(tmp_path, monkeypatch):
     """``export EXAMPLE_APP_BASE_URL=`` and the like leave the defaults."""
-    for name in ENVIRONMENT:
+    for name in EXAMPLE_ENVIRONMENT:
         monkeypatch.setenv(name, "")
     app = create_app(instance_path=str(tmp_path))
     assert app.config["EXAMPLE_APP_BASE_URL"] == "http://127.0.0.1:5000"
@@ -545,7 +536,7 @@ def test_demo_from_the_repository_root(tmp_path):
     request and the response."""
     instance = tmp_path / "instance"
     env = {**os.environ, "EXAMPLE_APP_INSTANCE_PATH": str(instance)}
-    for name in ENVIRONMENT[:-1]:
+    for name in EXAMPLE_ENVIRONMENT[:-1]:
         env.pop(name, None)
     flask = [sys.executable, "-m", "flask", "--app", "example_app", "demo"]
     done = subprocess.run(

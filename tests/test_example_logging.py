@@ -30,16 +30,7 @@ REPLAYED = (
 )
 
 
-@pytest.fixture(autouse=True)
-def _no_env(monkeypatch):
-    for name in (
-        "EXAMPLE_APP_BASE_URL",
-        "EXAMPLE_APP_DEMO_IDP",
-        "EXAMPLE_APP_LOG_LEVEL",
-        "EXAMPLE_APP_DATABASE_URL",
-        "EXAMPLE_APP_INSTANCE_PATH",
-    ):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("no_example_env")
 
 
 @pytest.fixture
