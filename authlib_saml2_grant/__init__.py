@@ -9,6 +9,8 @@ https://www.rfc-editor.org/rfc/rfc7522
 from .assertion import Attributes
 from .assertion import Claims
 from .assertion import VerifiedAssertion
+from .client_auth import SAML2_CLIENT_ASSERTION_TYPE
+from .client_auth import SAML2BearerClientAssertion
 from .errors import REASONS
 from .errors import AssertionRejected
 from .errors import ConfigurationError
@@ -38,6 +40,8 @@ __all__ = [
     "SAML2BearerGrant",
     "SAML2Bearer",
     "SAML2OpenIDToken",
+    "SAML2BearerClientAssertion",
+    "SAML2_CLIENT_ASSERTION_TYPE",
     "AssertionVerifier",
     "VerifiedAssertion",
     "Attributes",

@@ -27,7 +27,7 @@ from .replay import spend_assertion
 from .settings import OFFLINE_ACCESS
 from .settings import Saml2BearerSettings
 from .signals import assertion_accepted
-from .signals import assertion_rejected
+from .signals import report_rejection
 from .trust import IdentityProvider
 from .trust import client_not_allowed
 from .verifier import AssertionVerifier
@@ -358,18 +358,5 @@ class SAML2BearerGrant(BaseGrant, TokenEndpointMixin):
     def _reject(self, exc: AssertionRejected) -> NoReturn:
         client = self.request.client
         client_id = client.get_client_id() if client is not None else None
-        log.info(
-            "SAML2 bearer assertion rejected: reason=%s client=%r: %s %r",
-            exc.reason,
-            client_id,
-            exc.message,
-            dict(exc.details),
-        )
-        assertion_rejected.send(
-            current_app._get_current_object(),  # type: ignore[attr-defined]  # a LocalProxy
-            grant=self,
-            reason=exc.reason,
-            message=exc.message,
-            details=exc.details,
-        )
+        report_rejection(log, self, exc, client_id, "assertion")
         raise InvalidGrantError(description=self.INVALID_ASSERTION_DESCRIPTION) from exc

@@ -1,0 +1,205 @@
+"""Client authentication with a SAML 2.0 assertion, :rfc:`7522#section-2.2`.
+
+The client sends, with any grant::
+
+    client_assertion_type=urn:ietf:params:oauth:client-assertion-type:saml2-bearer
+    client_assertion=<base64url assertion>
+
+The assertion is verified by the grant's own verifier and settings (trusted
+IdPs, algorithms, clock skew, size, replay), then by the client rules of
+:rfc:`7522#section-3`: its ``NameID`` is the ``client_id``, its ``Audience``
+names this server, its ``Issuer`` is a trusted IdP (serving this client) or the
+client itself with certificates of its own, and the client is registered for
+this method. Every failure is ``invalid_client`` (401); the reason goes to the
+log and the ``assertion_rejected`` signal. Modelled on Authlib's
+``JWTBearerClientAssertion`` (:rfc:`7523#section-2.2`).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from collections.abc import Sequence
+from typing import Any
+from typing import NoReturn
+
+from authlib.oauth2.rfc6749 import InvalidClientError
+from cryptography import x509
+
+from .assertion import VerifiedAssertion
+from .errors import AssertionRejected
+from .errors import fail_closed
+from .extension import get_settings
+from .replay import spend_assertion
+from .signals import report_rejection
+from .trust import IdentityProvider
+from .trust import client_not_allowed
+
+__all__ = ["SAML2_CLIENT_ASSERTION_TYPE", "SAML2BearerClientAssertion"]
+
+log = logging.getLogger(__name__)
+
+#: ``client_assertion_type`` of :rfc:`7522#section-2.2`.
+SAML2_CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:saml2-bearer"
+
+
+class SAML2BearerClientAssertion:
+    """Authenticate clients by a SAML 2.0 bearer assertion, :rfc:`7522#section-2.2`.
+
+    Register it, then list :attr:`CLIENT_AUTH_METHOD` in the grants that accept
+    it and in the clients' ``token_endpoint_auth_method``::
+
+        server.register_client_auth_method(
+            SAML2BearerClientAssertion.CLIENT_AUTH_METHOD,
+            SAML2BearerClientAssertion("https://as.example.com/oauth/token"),
+        )
+
+    :param token_url: the token endpoint URL: the ``Recipient`` (and an
+        accepted ``Audience``) besides ``SAML2_BEARER_RECIPIENTS`` and
+        ``SAML2_BEARER_AUDIENCES``.
+    """
+
+    #: Value of ``client_assertion_type`` for SAML 2.0 assertions.
+    CLIENT_ASSERTION_TYPE = SAML2_CLIENT_ASSERTION_TYPE
+    #: Name of the client authentication method.
+    CLIENT_AUTH_METHOD = "client_assertion_saml2_bearer"
+    #: The ``error_description`` of every refused client assertion.
+    INVALID_ASSERTION_DESCRIPTION = "The SAML client assertion is invalid, expired or already used."
+
+    def __init__(self, token_url: str | None = None) -> None:
+        self.token_url = token_url
+
+    def __call__(self, query_client: Callable[[str], Any], request: Any) -> Any | None:
+        """Authlib's client authentication call: the client, or ``None`` when the
+        request carries no SAML client assertion (another method may apply).
+
+        :raise InvalidClientError: when the SAML client assertion is refused.
+        """
+        form = request.payload.datalist if request.payload is not None else {}
+        if form.get("client_assertion_type") != [SAML2_CLIENT_ASSERTION_TYPE]:
+            return None
+        assertions = form.get("client_assertion") or []
+        claimed = (form.get("client_id") or [None])[-1]
+        try:
+            if len(assertions) != 1 or not assertions[0]:
+                raise AssertionRejected(
+                    "encoding_invalid",
+                    "Expected exactly one non-empty client_assertion",
+                    count=len(assertions),
+                )
+            client = self._authenticate(query_client, assertions[0], claimed)
+        except AssertionRejected as exc:
+            self._reject(exc, claimed)
+        log.debug("Authenticated %r via %r", client.get_client_id(), self.CLIENT_AUTH_METHOD)
+        return client
+
+    def _authenticate(self, query_client: Callable[[str], Any], raw: str, claimed: str | None):
+        settings = get_settings()
+        verifier = settings.verifier
+        providers: list[IdentityProvider] = []
+
+        def resolve(issuer: str) -> IdentityProvider | None:
+            provider = self.resolve_identity_provider(query_client, issuer)
+            if provider is not None:
+                providers.append(provider)
+            return provider
+
+        with fail_closed():  # a failing client lookup or hook refuses, never a 500
+            assertion = verifier.verify(
+                raw,
+                audiences=self.get_audiences(),
+                recipients=self.get_recipients(),
+                resolve_identity_provider=resolve,
+            )
+            client = self._check_client(query_client, assertion, claimed, providers[-1])
+        spend_assertion(settings.replay_cache, assertion, verifier.clock_skew)
+        return client
+
+    def _check_client(
+        self,
+        query_client: Callable[[str], Any],
+        assertion: VerifiedAssertion,
+        claimed: str | None,
+        provider: IdentityProvider,
+    ) -> Any:
+        """:rfc:`7522#section-3` item 3 for client authentication: the NameID is the
+        client, the one named by ``client_id`` when sent, registered for this method."""
+        client_id = assertion.subject
+        if claimed is not None and claimed != client_id:
+            raise AssertionRejected(
+                "client_id_mismatch",
+                "The client_id parameter is not the assertion's NameID",
+                client_id=claimed[:200],
+                name_id=client_id[:200],
+            )
+        client = query_client(client_id)
+        if client is None:
+            raise AssertionRejected(
+                "client_unknown", "No client has the assertion's NameID", name_id=client_id[:200]
+            )
+        if not client.check_endpoint_auth_method(self.CLIENT_AUTH_METHOD, "token"):
+            raise AssertionRejected(
+                "client_auth_method_not_allowed",
+                "The client is not registered for SAML client assertions",
+                client_id=client_id,
+                method=self.CLIENT_AUTH_METHOD,
+            )
+        self_issued = get_settings().verifier.trust.get(provider.entity_id) is None
+        if (self_issued and provider.entity_id != client_id) or not provider.check_client(
+            client_id
+        ):
+            raise client_not_allowed(client_id, assertion.issuer, provider)
+        return client
+
+    def get_audiences(self) -> list[str]:
+        """Accepted ``Audience`` values: ``SAML2_BEARER_AUDIENCES`` and the token URL."""
+        audiences = list(get_settings().verifier.audiences)
+        return audiences + [self.token_url] if self.token_url else audiences
+
+    def get_recipients(self) -> list[str]:
+        """Accepted ``Recipient`` values: ``SAML2_BEARER_RECIPIENTS`` and the token URL."""
+        recipients = list(get_settings().verifier.recipients)
+        return recipients + [self.token_url] if self.token_url else recipients
+
+    def resolve_identity_provider(
+        self, query_client: Callable[[str], Any], issuer: str
+    ) -> IdentityProvider | None:
+        """The IdP whose pinned keys verify an assertion of ``issuer``: a trusted
+        IdP of ``SAML2_BEARER_IDENTITY_PROVIDERS``, else the client whose
+        ``client_id`` is ``issuer``, with the certificates
+        :meth:`resolve_client_certificates` gives (a self-issued assertion)."""
+        provider = get_settings().verifier.trust.get(issuer)
+        if provider is not None:
+            return provider
+        client = query_client(issuer)
+        certificates = self.resolve_client_certificates(client) if client is not None else None
+        if not certificates:
+            return None
+        return _self_issuer(issuer, tuple(certificates))
+
+    def resolve_client_certificates(self, client: Any) -> Sequence[str | x509.Certificate]:
+        """The certificates a client signs its own assertions with (PEM text or
+        ``x509.Certificate``), or an empty list when it may not self-issue.
+
+        The default reads the list ``saml2_certificates`` of the client metadata.
+        Override to read them elsewhere, e.g.::
+
+            def resolve_client_certificates(self, client):
+                return [client.signing_certificate_pem]
+        """
+        metadata = getattr(client, "client_metadata", None) or {}
+        certificates = metadata.get("saml2_certificates") or []
+        return [c for c in certificates if isinstance(c, (str, x509.Certificate))]
+
+    def _reject(self, exc: AssertionRejected, client_id: str | None) -> NoReturn:
+        report_rejection(log, self, exc, client_id, "client assertion")
+        raise InvalidClientError(
+            status_code=401, description=self.INVALID_ASSERTION_DESCRIPTION
+        ) from exc
+
+
+@functools.lru_cache(maxsize=256)
+def _self_issuer(client_id: str, certificates: tuple[Any, ...]) -> IdentityProvider:
+    """A client as the issuer of its own assertions; parsed once per certificate set."""
+    return IdentityProvider(client_id, certificates)
