@@ -24,6 +24,8 @@ __all__ = [
     "DEMO_USER_NAME",
     "DEMO_CLIENT_ID",
     "DEMO_CLIENT_METADATA",
+    "DEMO_SERVICE_ID",
+    "DEMO_SERVICE_METADATA",
     "Credentials",
     "initialize",
 ]
@@ -42,6 +44,18 @@ DEMO_CLIENT_METADATA: Mapping[str, Any] = {
     "grant_types": [SAML2_BEARER_GRANT_TYPE, "refresh_token"],
     "token_endpoint_auth_method": "client_secret_basic",
     "scope": "openid profile email offline_access",
+}
+
+
+#: A service client without a secret: it authenticates with a SAML assertion
+#: of the demo IdP whose NameID is its client ID (:rfc:`7522#section-2.2`).
+DEMO_SERVICE_ID = "demo-service"
+#: Its registration metadata.
+DEMO_SERVICE_METADATA: Mapping[str, Any] = {
+    "client_name": "Demo service (SAML client assertion)",
+    "grant_types": ["client_credentials", SAML2_BEARER_GRANT_TYPE],
+    "token_endpoint_auth_method": "client_assertion_saml2_bearer",
+    "scope": "profile",
 }
 
 
@@ -79,6 +93,14 @@ def initialize() -> Credentials:
     elif client.client_metadata != DEMO_CLIENT_METADATA:
         client.set_client_metadata(dict(DEMO_CLIENT_METADATA))
         log.info("Updated the metadata of the demo client %s", DEMO_CLIENT_ID)
+    service = db.session.execute(
+        db.select(Client).filter_by(client_id=DEMO_SERVICE_ID)
+    ).scalar_one_or_none()
+    if service is None:
+        service = Client(client_id=DEMO_SERVICE_ID, client_secret="")
+        db.session.add(service)
+    if service.client_metadata != DEMO_SERVICE_METADATA:
+        service.set_client_metadata(dict(DEMO_SERVICE_METADATA))
     db.session.commit()
     if created:
         log.info("Created the demo user %s and client %s", DEMO_USER_EMAIL, DEMO_CLIENT_ID)

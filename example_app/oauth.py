@@ -62,6 +62,8 @@ __all__ = [
     "saml2_bearer",
     "SAML2BearerGrant",
     "RefreshTokenGrant",
+    "ClientCredentialsGrant",
+    "SAML2_CLIENT_AUTH",
     "require_oauth",
     "init_oauth",
     "init_signing_key",
@@ -93,8 +95,18 @@ class _ClaimsInAccessToken:
             return super().generate_token(**kwargs)  # type: ignore[misc]
 
 
+#: Clients may authenticate with a SAML assertion, :rfc:`7522#section-2.2`.
+SAML2_CLIENT_AUTH = authlib_saml2_grant.SAML2BearerClientAssertion.CLIENT_AUTH_METHOD
+
+
 class SAML2BearerGrant(_ClaimsInAccessToken, authlib_saml2_grant.SAML2BearerGrant):
     """The saml2-bearer grant of this app: the ``NameID`` is the user's email."""
+
+    #: Secrets, or a SAML client assertion (:rfc:`7522#section-2.3`).
+    TOKEN_ENDPOINT_AUTH_METHODS = [
+        *authlib_saml2_grant.SAML2BearerGrant.TOKEN_ENDPOINT_AUTH_METHODS,
+        SAML2_CLIENT_AUTH,
+    ]
 
     def authenticate_user(self, assertion):
         """The user whose email is the assertion's ``NameID``, or ``None``."""
@@ -143,6 +155,13 @@ class RefreshTokenGrant(_ClaimsInAccessToken, grants.RefreshTokenGrant):
         return claims_from_access_token(self.request.refresh_token.access_token, signing_keys())
 
 
+class ClientCredentialsGrant(grants.ClientCredentialsGrant):
+    """Service clients (:rfc:`6749#section-4.4`), here authenticated by a SAML
+    assertion of the IdP that knows them (:rfc:`7522#section-2.2`)."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS = SAML2BearerGrant.TOKEN_ENDPOINT_AUTH_METHODS
+
+
 def init_oauth(app: Flask) -> AuthorizationServer:
     """Create this app's authorization server and register the grants.
 
@@ -156,6 +175,11 @@ def init_oauth(app: Flask) -> AuthorizationServer:
     )
     server.register_grant(SAML2BearerGrant, [ExampleOpenIDToken()])
     server.register_grant(RefreshTokenGrant)
+    server.register_grant(ClientCredentialsGrant)
+    token_url = f"{app.config['EXAMPLE_APP_BASE_URL']}/oauth/token"
+    server.register_client_auth_method(
+        SAML2_CLIENT_AUTH, authlib_saml2_grant.SAML2BearerClientAssertion(token_url)
+    )
     app.extensions[_EXTENSION_KEY] = server
     keys = load_signing_keys(app)
     if keys is None:

@@ -25,6 +25,7 @@ from flask import jsonify
 from flask import request
 
 from .keys import public_jwks
+from .oauth import ClientCredentialsGrant
 from .oauth import RefreshTokenGrant
 from .oauth import SAML2BearerGrant
 from .oauth import authorization_server
@@ -122,7 +123,7 @@ def server_metadata():
     the authorization endpoint, which this server does not have: it is empty.
     """
     base_url = current_app.config["EXAMPLE_APP_BASE_URL"]
-    grants = (SAML2BearerGrant, RefreshTokenGrant)
+    grants = (SAML2BearerGrant, RefreshTokenGrant, ClientCredentialsGrant)
     auth_methods = [m for g in grants for m in g.TOKEN_ENDPOINT_AUTH_METHODS]
     return jsonify(
         issuer=base_url,

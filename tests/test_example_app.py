@@ -124,12 +124,34 @@ def test_metadata_lists_grant(app):
     assert body["grant_types_supported"] == [
         "urn:ietf:params:oauth:grant-type:saml2-bearer",
         "refresh_token",
+        "client_credentials",
     ]
     assert body["token_endpoint_auth_methods_supported"] == [
         "client_secret_basic",
         "client_secret_post",
+        "client_assertion_saml2_bearer",
     ]
     assert body["scopes_supported"] == ["openid", "profile", "email", "offline_access"]
+
+
+def test_demo_service_authenticates_with_a_saml_assertion(app):
+    """RFC 7522 section 2.2: the demo service client has no secret; a demo IdP
+    assertion whose NameID is its client ID authenticates it, once."""
+    from authlib_saml2_grant import SAML2_CLIENT_ASSERTION_TYPE
+    from example_app.bootstrap import DEMO_SERVICE_ID
+
+    form = {
+        "grant_type": "client_credentials",
+        "scope": "profile",
+        "client_assertion_type": SAML2_CLIENT_ASSERTION_TYPE,
+        "client_assertion": mint_assertion(app, DEMO_SERVICE_ID),
+    }
+    response = app.test_client().post("/oauth/token", data=form)
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["scope"] == "profile"
+    replayed = app.test_client().post("/oauth/token", data=form)
+    assert replayed.status_code == 401
+    assert replayed.get_json()["error"] == "invalid_client"
 
 
 def test_replay_is_refused_and_recorded_in_the_database(app, credentials):
