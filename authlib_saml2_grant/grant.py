@@ -68,6 +68,17 @@ class SAML2BearerGrant(BaseGrant, TokenEndpointMixin):
     #: let public clients in (see the README for the risk).
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 
+    #: Parameters a request may carry once only (:rfc:`6749#section-3.2`).
+    SINGLE_PARAMETERS = (
+        "grant_type",
+        "assertion",
+        "scope",
+        "client_id",
+        "client_secret",
+        "client_assertion_type",
+        "client_assertion",
+    )
+
     #: The ``error_description`` every rejected assertion gets. The precise
     #: reason goes to logs and the ``assertion_rejected`` signal only.
     INVALID_ASSERTION_DESCRIPTION = "The SAML assertion is invalid, expired or already used."
@@ -95,6 +106,7 @@ class SAML2BearerGrant(BaseGrant, TokenEndpointMixin):
             grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Asaml2-bearer&
             assertion=PHNhbWxwOl...[omitted for brevity]...ZT4
         """
+        self.check_single_parameters()  # before client authentication spends anything
         client = self._authenticate_client()
         log.debug("Validate SAML2 bearer token request of %r", client)
         if not client.check_grant_type(self.GRANT_TYPE):
@@ -260,24 +272,35 @@ class SAML2BearerGrant(BaseGrant, TokenEndpointMixin):
             )
         return user
 
+    def check_single_parameters(self) -> None:
+        """:rfc:`6749#section-3.2`: request parameters MUST NOT be included more
+        than once; a repeated one of :attr:`SINGLE_PARAMETERS` is refused, as is
+        an ``assertion`` in the URL query (:rfc:`7522#section-2.1` sends it in
+        the body).
+
+        :raise InvalidRequestError: naming the parameter.
+        """
+        try:
+            in_query = "assertion" in (self.request.args or {})
+        except NotImplementedError:  # a request type without a query string
+            in_query = False
+        if in_query:  # :rfc:`7522#section-2.1`: a credential copied into access logs
+            raise InvalidRequestError("The 'assertion' must be sent in the request body.")
+        datalist = self.request.payload.datalist
+        for name in self.SINGLE_PARAMETERS:
+            if len(datalist.get(name) or ()) > 1:
+                raise InvalidRequestError(f"Multiple '{name}' parameters in request.")
+
     def get_assertion_parameter(self) -> str:
         """The single ``assertion`` parameter of the request.
 
         :rfc:`7522#section-2.1` sends it in the form-encoded entity-body; in
         the URL query it would be a credential copied into access logs.
 
-        :raise InvalidRequestError: when it is missing, empty, repeated or in
-            the query string.
+        :raise InvalidRequestError: when it is missing or empty (in the query
+            string or repeated: see :meth:`check_single_parameters`).
         """
-        try:
-            in_query = "assertion" in (self.request.args or {})
-        except NotImplementedError:  # a request type without a query string
-            in_query = False
-        if in_query:
-            raise InvalidRequestError("The 'assertion' must be sent in the request body.")
         values = self.request.payload.datalist.get("assertion") or []
-        if len(values) > 1:
-            raise InvalidRequestError("Multiple 'assertion' parameters in request.")
         if not values or not values[0]:
             raise InvalidRequestError("Missing 'assertion' in request.")
         return values[0]

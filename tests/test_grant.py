@@ -1,5 +1,7 @@
 """The grant end to end through a real Flask app: :rfc:`7522#section-2.1`."""
 
+import pytest
+
 from .conftest import Grant
 from .conftest import basic_auth
 from .conftest import mint_for
@@ -58,6 +60,36 @@ def test_repeated_assertion(client, mint, reasons, accepted):
         }
     assert reasons == []
     assert accepted == []
+    assert request_token(client, good)[0] == 200
+
+
+@pytest.mark.parametrize(
+    "name", ["grant_type", "scope", "client_id", "client_secret", "client_assertion_type"]
+)
+def test_repeated_parameters_are_invalid_request(client, mint, reasons, accepted, name):
+    """:rfc:`6749#section-3.2`: parameters MUST NOT be included more than once. A
+    repeated grant_type (e.g. saml2-bearer and authorization_code) is refused
+    before the client is authenticated or the assertion looked at."""
+    from authlib_saml2_grant import SAML2_BEARER_GRANT_TYPE
+
+    good = mint()
+    values = {
+        "grant_type": [SAML2_BEARER_GRANT_TYPE, "authorization_code"],
+        "scope": ["profile", "email"],
+        "client_id": ["client-1", "client-1"],
+        "client_secret": ["secret-1", "secret-1"],
+        "client_assertion_type": ["a", "b"],
+    }[name]
+    data = {"grant_type": SAML2_BEARER_GRANT_TYPE, "assertion": good, name: values}
+    response = client.post("/oauth/token", data=data, headers=basic_auth())
+    assert (response.status_code, response.get_json()) == (
+        400,
+        {
+            "error": "invalid_request",
+            "error_description": f"Multiple '{name}' parameters in request.",
+        },
+    )
+    assert reasons == [] and accepted == []
     assert request_token(client, good)[0] == 200
 
 
