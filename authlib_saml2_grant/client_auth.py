@@ -80,7 +80,7 @@ class SAML2BearerClientAssertion:
         if form.get("client_assertion_type") != [SAML2_CLIENT_ASSERTION_TYPE]:
             return None
         assertions = form.get("client_assertion") or []
-        claimed = (form.get("client_id") or [None])[-1]
+        claimed = form.get("client_id") or []
         try:
             if len(assertions) != 1 or not assertions[0]:
                 raise AssertionRejected(
@@ -90,11 +90,11 @@ class SAML2BearerClientAssertion:
                 )
             client = self._authenticate(query_client, assertions[0], claimed)
         except AssertionRejected as exc:
-            self._reject(exc, claimed)
+            self._reject(exc, claimed[0] if claimed else None)
         log.debug("Authenticated %r via %r", client.get_client_id(), self.CLIENT_AUTH_METHOD)
         return client
 
-    def _authenticate(self, query_client: Callable[[str], Any], raw: str, claimed: str | None):
+    def _authenticate(self, query_client: Callable[[str], Any], raw: str, claimed: list[str]):
         settings = get_settings()
         verifier = settings.verifier
         providers: list[IdentityProvider] = []
@@ -120,17 +120,17 @@ class SAML2BearerClientAssertion:
         self,
         query_client: Callable[[str], Any],
         assertion: VerifiedAssertion,
-        claimed: str | None,
+        claimed: list[str],
         provider: IdentityProvider,
     ) -> Any:
         """:rfc:`7522#section-3` item 3 for client authentication: the NameID is the
         client, the one named by ``client_id`` when sent, registered for this method."""
         client_id = assertion.subject
-        if claimed is not None and claimed != client_id:
+        if any(value != client_id for value in claimed):
             raise AssertionRejected(
                 "client_id_mismatch",
-                "The client_id parameter is not the assertion's NameID",
-                client_id=claimed[:200],
+                "A client_id parameter is not the assertion's NameID",
+                client_id=[value[:200] for value in claimed[:5]],
                 name_id=client_id[:200],
             )
         client = query_client(client_id)

@@ -122,6 +122,9 @@ def test_client_id_parameter_must_be_the_name_id(h, idp):
     assert status == 200, body
     status, body = post(h, client_assertion(idp), client_id="client-1")
     assert_refused(h, status, body, "client_id_mismatch")
+    h.reasons.clear()
+    status, body = post(h, client_assertion(idp), client_id=[SERVICE, "client-1"])
+    assert_refused(h, status, body, "client_id_mismatch")
 
 
 @pytest.mark.parametrize(
