@@ -190,7 +190,7 @@ def check_assertion(
     )
     authn = children.get(_AUTHN_STATEMENT)
     statement = authn[0] if authn else None
-    records = _read_attribute_records(children.get(_ATTRIBUTE_STATEMENT, ()))
+    records = _read_attribute_records(children.get(_ATTRIBUTE_STATEMENT, ()), bool(claim_map))
     return VerifiedAssertion(
         issuer=issuer,
         subject=subject_value,
@@ -427,19 +427,19 @@ def _read_authn_class(statement: etree._Element | None) -> str | None:
 
 
 def _read_attribute_records(
-    statements: Iterable[etree._Element],
+    statements: Iterable[etree._Element], friendly_names: bool
 ) -> list[tuple[str, str | None, tuple[str, ...]]]:
-    """``(Name, FriendlyName, values)`` of each ``Attribute`` of the signed statements."""
-    return [
-        (
-            name,
-            attribute.get("FriendlyName"),
-            tuple(_value_text(v) for v in attribute.iterchildren(_ATTRIBUTE_VALUE)),
-        )
-        for statement in statements
-        for attribute in statement.iterchildren(_ATTRIBUTE)
-        if (name := attribute.get("Name"))
-    ]
+    """``(Name, FriendlyName, values)`` of each ``Attribute`` of the signed
+    statements; ``FriendlyName`` is read only when claims may match it."""
+    records = []
+    for statement in statements:
+        for attribute in statement.iterchildren(_ATTRIBUTE):
+            name = attribute.get("Name")
+            if name:
+                friendly_name = attribute.get("FriendlyName") if friendly_names else None
+                values = [_value_text(v) for v in attribute.iterchildren(_ATTRIBUTE_VALUE)]
+                records.append((name, friendly_name, tuple(values)))
+    return records
 
 
 def _map_claims(
