@@ -34,6 +34,7 @@ from .extension import get_settings
 from .replay import spend_assertion
 from .signals import report_rejection
 from .trust import IdentityProvider
+from .trust import RecordingResolver
 from .trust import client_not_allowed
 
 __all__ = ["SAML2_CLIENT_ASSERTION_TYPE", "SAML2BearerClientAssertion"]
@@ -97,14 +98,7 @@ class SAML2BearerClientAssertion:
     def _authenticate(self, query_client: Callable[[str], Any], raw: str, claimed: list[str]):
         settings = get_settings()
         verifier = settings.verifier
-        providers: list[IdentityProvider] = []
-
-        def resolve(issuer: str) -> IdentityProvider | None:
-            provider = self.resolve_identity_provider(query_client, issuer)
-            if provider is not None:
-                providers.append(provider)
-            return provider
-
+        resolve = RecordingResolver(functools.partial(self.resolve_identity_provider, query_client))
         with fail_closed():  # a failing client lookup or hook refuses, never a 500
             assertion = verifier.verify(
                 raw,
@@ -112,7 +106,7 @@ class SAML2BearerClientAssertion:
                 recipients=self.get_recipients(),
                 resolve_identity_provider=resolve,
             )
-            client = self._check_client(query_client, assertion, claimed, providers[-1])
+            client = self._check_client(query_client, assertion, claimed, resolve.provider)
         spend_assertion(settings.replay_cache, assertion, verifier.clock_skew)
         return client
 
@@ -121,7 +115,7 @@ class SAML2BearerClientAssertion:
         query_client: Callable[[str], Any],
         assertion: VerifiedAssertion,
         claimed: list[str],
-        provider: IdentityProvider,
+        provider: IdentityProvider | None,
     ) -> Any:
         """:rfc:`7522#section-3` item 3 for client authentication: the NameID is the
         client, the one named by ``client_id`` when sent, registered for this method."""
@@ -145,10 +139,7 @@ class SAML2BearerClientAssertion:
                 client_id=client_id,
                 method=self.CLIENT_AUTH_METHOD,
             )
-        self_issued = get_settings().verifier.trust.get(provider.entity_id) is None
-        if (self_issued and provider.entity_id != client_id) or not provider.check_client(
-            client_id
-        ):
+        if provider is None or not provider.check_client(client_id):
             raise client_not_allowed(client_id, assertion.issuer, provider)
         return client
 
@@ -201,5 +192,6 @@ class SAML2BearerClientAssertion:
 
 @functools.lru_cache(maxsize=256)
 def _self_issuer(client_id: str, certificates: tuple[Any, ...]) -> IdentityProvider:
-    """A client as the issuer of its own assertions; parsed once per certificate set."""
-    return IdentityProvider(client_id, certificates)
+    """A client as the issuer of its own assertions, serving that client only;
+    parsed once per certificate set."""
+    return IdentityProvider(client_id, certificates, client_ids=frozenset({client_id}))

@@ -29,6 +29,7 @@ from .settings import Saml2BearerSettings
 from .signals import assertion_accepted
 from .signals import report_rejection
 from .trust import IdentityProvider
+from .trust import RecordingResolver
 from .trust import client_not_allowed
 from .verifier import AssertionVerifier
 
@@ -116,14 +117,7 @@ class SAML2BearerGrant(BaseGrant, TokenEndpointMixin):
         self.request.client = client
         raw = self.get_assertion_parameter()
         verifier = self.get_verifier()
-        providers: list[IdentityProvider] = []  # the one that verified the assertion
-
-        def resolve(issuer: str) -> IdentityProvider | None:
-            provider = self.resolve_identity_provider(issuer)
-            if provider is not None:
-                providers.append(provider)
-            return provider
-
+        resolve = RecordingResolver(self.resolve_identity_provider)
         try:
             with fail_closed():  # the hooks may fail too
                 assertion = verifier.verify(
@@ -132,8 +126,7 @@ class SAML2BearerGrant(BaseGrant, TokenEndpointMixin):
                     recipients=self.get_recipients(),
                     resolve_identity_provider=resolve,
                 )
-                provider = providers[-1] if providers else None
-                self._check_client_binding(client, assertion, provider)
+                self._check_client_binding(client, assertion, resolve.provider)
             self.request.saml2_assertion = assertion
             self.validate_requested_scope()
             user = self._resolve_user(client, assertion)

@@ -13,6 +13,7 @@ import binascii
 import hashlib
 import os
 import re
+from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Iterator
 from collections.abc import Mapping
@@ -36,6 +37,7 @@ __all__ = [
     "TrustStore",
     "load_certificate",
     "load_metadata",
+    "RecordingResolver",
     "client_not_allowed",
     "fingerprint",
 ]
@@ -114,6 +116,25 @@ class IdentityProvider:
         if first is None or len(self.certificates) == 1:
             return self.certificates
         return (first, *(cert for cert in self.certificates if cert is not first))
+
+
+class RecordingResolver:
+    """An IdP lookup that remembers the provider it found, so the caller knows
+    which IdP's keys verified the assertion without looking it up twice.
+
+    :param resolve: ``resolve(issuer)``: the trusted IdP, or ``None``.
+    """
+
+    def __init__(self, resolve: Callable[[str], IdentityProvider | None]) -> None:
+        self._resolve = resolve
+        #: The last provider found, ``None`` before (or if none was).
+        self.provider: IdentityProvider | None = None
+
+    def __call__(self, issuer: str) -> IdentityProvider | None:
+        provider = self._resolve(issuer)
+        if provider is not None:
+            self.provider = provider
+        return provider
 
 
 def client_not_allowed(
