@@ -80,6 +80,11 @@ class SAML2BearerGrant(BaseGrant, TokenEndpointMixin):
         "client_assertion",
     )
 
+    #: What the ``assertion`` parameter holds: ``"assertion"``, a bare SAML
+    #: ``Assertion`` (:rfc:`7522#section-2.1`); :class:`~.SAML2LegacyAssertionGrant`
+    #: takes a whole Web SSO ``"response"``. Passed to :meth:`AssertionVerifier.verify`.
+    ASSERTION_ENVELOPE = "assertion"
+
     #: The ``error_description`` every rejected assertion gets. The precise
     #: reason goes to logs and the ``assertion_rejected`` signal only.
     INVALID_ASSERTION_DESCRIPTION = "The SAML assertion is invalid, expired or already used."
@@ -122,6 +127,7 @@ class SAML2BearerGrant(BaseGrant, TokenEndpointMixin):
             with fail_closed():  # the hooks may fail too
                 assertion = verifier.verify(
                     raw,
+                    envelope=self.ASSERTION_ENVELOPE,
                     audiences=self.get_audiences(),
                     recipients=self.get_recipients(),
                     resolve_identity_provider=resolve,

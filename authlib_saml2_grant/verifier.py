@@ -100,6 +100,7 @@ class AssertionVerifier:
         assertion: str | bytes,
         *,
         xml: bool = False,
+        envelope: str = "assertion",
         audiences: Iterable[str] | None = None,
         recipients: Iterable[str] | None = None,
         resolve_identity_provider: ProviderResolver | None = None,
@@ -109,6 +110,10 @@ class AssertionVerifier:
         """Verify the ``assertion`` request parameter (base64url or Base64).
 
         :param xml: ``assertion`` is the decoded XML, bytes (see :meth:`verify_xml`).
+        :param envelope: ``"assertion"``: the root is the ``Assertion``
+            (:rfc:`7522#section-2.1`); ``"response"``: a whole Web SSO
+            ``samlp:Response`` carrying one (see :mod:`~.response`); ``"any"``:
+            either, as the root says (the inspector).
         :param audiences: accepted ``Audience`` values for this call.
         :param recipients: accepted ``Recipient`` values for this call.
         :param resolve_identity_provider: the IdP lookup for this call;
@@ -122,6 +127,7 @@ class AssertionVerifier:
             return self._verify(
                 assertion,
                 xml,
+                envelope,
                 self.audiences if audiences is None else frozenset(audiences),
                 self.recipients if recipients is None else frozenset(recipients),
                 resolve_identity_provider or self.trust.get,
@@ -140,6 +146,7 @@ class AssertionVerifier:
         self,
         assertion: str | bytes,
         xml: bool,
+        envelope: str,
         audiences: frozenset[str],
         recipients: frozenset[str],
         resolve: ProviderResolver,
