@@ -19,11 +19,14 @@ from .extension import get_settings
 from .extension import init_app
 from .grant import SAML2_BEARER_GRANT_TYPE
 from .grant import SAML2BearerGrant
+from .legacy import SAML2_BROWSER_SSO_ASSERTION_TYPE
+from .legacy import SAML2LegacyAssertionGrant
 from .oidc import SAML2OpenIDToken
 from .replay import MemoryReplayCache
 from .replay import ReplayCache
 from .replay import SQLAlchemyReplayCache
 from .replay import TransactionalReplayCache
+from .replay_redis import RedisReplayCache
 from .signals import assertion_accepted
 from .signals import assertion_rejected
 from .signature import SignaturePolicy
@@ -38,6 +41,8 @@ __version__ = "0.1.0"
 __all__ = [
     "SAML2_BEARER_GRANT_TYPE",
     "SAML2BearerGrant",
+    "SAML2LegacyAssertionGrant",
+    "SAML2_BROWSER_SSO_ASSERTION_TYPE",
     "SAML2Bearer",
     "SAML2OpenIDToken",
     "SAML2BearerClientAssertion",
@@ -58,6 +63,7 @@ __all__ = [
     "TransactionalReplayCache",
     "MemoryReplayCache",
     "SQLAlchemyReplayCache",
+    "RedisReplayCache",
     "init_app",
     "get_settings",
     "assertion_accepted",

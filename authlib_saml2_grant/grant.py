@@ -70,7 +70,7 @@ class SAML2BearerGrant(BaseGrant, TokenEndpointMixin):
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 
     #: Parameters a request may carry once only (:rfc:`6749#section-3.2`).
-    SINGLE_PARAMETERS = (
+    SINGLE_PARAMETERS: tuple[str, ...] = (
         "grant_type",
         "assertion",
         "scope",

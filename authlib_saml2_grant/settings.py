@@ -51,6 +51,7 @@ DEFAULTS: Mapping[str, Any] = {
     "SAML2_BEARER_ISSUE_REFRESH_TOKEN": False,
     "SAML2_BEARER_REPLAY_CACHE": None,
     "SAML2_BEARER_CLAIMS": {},
+    "SAML2_BEARER_LEGACY_CLIENT_ID": None,
 }
 
 #: The scope that asks for a refresh token (OpenID Connect Core 11).
@@ -69,6 +70,9 @@ class Saml2BearerSettings:
     #: ``SAML2_BEARER_ISSUE_REFRESH_TOKEN``: ``False``, ``True`` or
     #: ``"offline_access"`` (only when the granted scope contains it).
     issue_refresh_token: bool | str
+    #: ``SAML2_BEARER_LEGACY_CLIENT_ID``: the client a credential-less request
+    #: of :class:`~.SAML2LegacyAssertionGrant` is issued to, or ``None``.
+    legacy_client_id: str | None = None
     #: The replay cache again when it writes within the request's transaction
     #: (a :class:`~.replay.TransactionalReplayCache`), else ``None``; derived, once.
     transactional_cache: TransactionalReplayCache | None = field(init=False)
@@ -137,6 +141,9 @@ def load_settings(
         verifier=verifier,
         replay_cache=default_replay_cache() if cache is None else _replay_cache(cache),
         issue_refresh_token=refresh,
+        legacy_client_id=_optional_string(
+            get("SAML2_BEARER_LEGACY_CLIENT_ID"), "SAML2_BEARER_LEGACY_CLIENT_ID"
+        ),
     )
 
 
@@ -149,6 +156,12 @@ def _strings(value: Any, key: str) -> list[str]:
     if not values or not all(isinstance(v, str) and v for v in values):
         raise ConfigurationError(f"{key} must list at least one non-empty string")
     return values
+
+
+def _optional_string(value: Any, key: str) -> str | None:
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ConfigurationError(f"{key} must be a non-empty string or None")
+    return value
 
 
 def _seconds(value: Any, key: str, low: int, high: int) -> int:

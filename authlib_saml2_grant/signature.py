@@ -45,6 +45,7 @@ __all__ = [
     "DEFAULT_SIGNATURE_ALGORITHMS",
     "DEFAULT_DIGEST_ALGORITHMS",
     "SignaturePolicy",
+    "has_signature",
     "sign_enveloped",
 ]
 
@@ -166,12 +167,17 @@ class SignaturePolicy:
         object.__setattr__(self, "_methods", frozenset(m.value for m in methods))
         object.__setattr__(self, "_digests", frozenset(d.value for d in digests))
 
-    def verify(self, root: etree._Element, provider: IdentityProvider) -> etree._Element:
-        """Verify the root's enveloped signature with the provider's pinned keys.
+    def verify(
+        self, root: etree._Element, provider: IdentityProvider, tag: str = ASSERTION_TAG
+    ) -> etree._Element:
+        """Verify an element's enveloped signature with the provider's pinned keys.
 
-        :param root: the root ``Assertion``, as parsed by :func:`~.xml.parse_xml`.
-        :param provider: the IdP selected by the root ``Issuer``.
-        :return: the signed root ``Assertion``, as signxml proved it signed.
+        :param root: the signed element: the root ``Assertion`` as parsed by
+            :func:`~.xml.parse_xml`, or the root ``Response`` or its
+            ``Assertion`` child (see :mod:`~.response`).
+        :param provider: the IdP selected by the assertion's ``Issuer``.
+        :param tag: the Clark tag the signed element must have.
+        :return: that element, as signxml proved it signed (a new tree).
         :raise AssertionRejected: ``signature_missing``,
             ``signature_algorithm_forbidden``, ``signature_reference_invalid``,
             ``certificate_invalid`` or ``signature_invalid``.
@@ -194,7 +200,7 @@ class SignaturePolicy:
                     break  # the key matched; the content was changed
                 continue
             # expect_references=1: signxml returns one VerifyResult, never a list.
-            return _check_signed(result, root)  # type: ignore[arg-type]
+            return _check_signed(result, root, tag)  # type: ignore[arg-type]
         # signxml enforced the allow-lists; name the algorithm it refused.
         self._check_algorithms(signature)
         raise _failure(failures, provider, _key_info_fingerprint(signature))
@@ -221,14 +227,25 @@ class SignaturePolicy:
 def _single_signature(root: etree._Element) -> etree._Element:
     signatures = _children_named(root, _SIGNATURE)
     if not signatures:
-        raise AssertionRejected("signature_missing", "The assertion has no enveloped ds:Signature")
+        raise AssertionRejected(
+            "signature_missing", f"The {_local_name(root)} has no enveloped ds:Signature"
+        )
     if len(signatures) > 1:
         raise AssertionRejected(
             "signature_invalid",
-            "The assertion has more than one enveloped ds:Signature",
+            f"The {_local_name(root)} has more than one enveloped ds:Signature",
             count=len(signatures),
         )
     return signatures[0]
+
+
+def has_signature(element: etree._Element) -> bool:
+    """Whether ``element`` has an enveloped ``ds:Signature`` child (verified or not)."""
+    return any(child.tag == _SIGNATURE for child in element)
+
+
+def _local_name(element: etree._Element) -> str:
+    return str(element.tag).rpartition("}")[2]
 
 
 def _key_info_fingerprint(signature: etree._Element) -> str | None:
@@ -246,16 +263,17 @@ def _children_named(parent: etree._Element, tag: str) -> list[etree._Element]:
     return [child for child in parent if child.tag == tag]
 
 
-def _check_signed(result: VerifyResult, root: etree._Element) -> etree._Element:
-    """Require that the one signed reference is the root Assertion itself."""
+def _check_signed(result: VerifyResult, root: etree._Element, tag: str) -> etree._Element:
+    """Require that the one signed reference is the element itself, with the tag expected."""
     root_id = root.get("ID")
+    what = _local_name(root)
     signed_info = _children_named(result.signature_xml, _SIGNED_INFO)[0]  # signxml required one
     references = _children_named(signed_info, _REFERENCE)
     uri = references[0].get("URI") if len(references) == 1 else None
     if uri != f"#{root_id}":
         raise AssertionRejected(
             "signature_reference_invalid",
-            "The signature does not reference the root Assertion",
+            f"The signature does not reference its {what}",
             expected=f"#{root_id}",
             actual=uri,
         )
@@ -278,10 +296,10 @@ def _check_signed(result: VerifyResult, root: etree._Element) -> etree._Element:
             algorithm=c14n[0] if c14n else None,
         )
     signed = result.signed_xml
-    if signed is None or signed.tag != ASSERTION_TAG or signed.get("ID") != root_id:
+    if signed is None or signed.tag != tag or root.tag != tag or signed.get("ID") != root_id:
         raise AssertionRejected(
             "signature_reference_invalid",
-            "The signed element is not the root Assertion",
+            f"The signed element is not the {_local_name(root)} expected",
             actual=None if signed is None else signed.tag,
         )
     return signed

@@ -39,20 +39,24 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from lxml import etree
 
+from .response import SUCCESS
 from .signature import sign_enveloped
 from .trust import IdentityProvider
 from .verifier import BEARER
 from .xml import ASSERTION_TAG
 from .xml import DS_NS
 from .xml import MD_NS
+from .xml import RESPONSE_TAG
 from .xml import SAML_NS
 from .xml import SAMLP_NS
+from .xml import hardened_parser
 from .xml import qname
 
 __all__ = [
     "OMIT",
     "TestIdentityProvider",
     "build_assertion",
+    "build_response",
     "encode_assertion",
     "generate_key_pair",
     "format_instant",
@@ -211,6 +215,46 @@ def build_assertion(
     return root
 
 
+def build_response(
+    assertion: etree._Element | bytes,
+    *,
+    issuer: str | None = "https://idp.example.com",
+    destination: str | None = "https://as.example.com/oauth/token",
+    status: str = SUCCESS,
+    response_id: str | None = None,
+    issue_instant: datetime | str | None = None,
+    in_response_to: str | None = OMIT,
+    signature_placeholder: bool = True,
+    nsmap: Mapping[str | None, str] | None = None,
+) -> etree._Element:
+    """Build an unsigned Web SSO ``samlp:Response`` carrying ``assertion``.
+
+    The ``Issuer`` comes first, then (with ``signature_placeholder``) where
+    :func:`~.signature.sign_enveloped` puts the Response signature, then the
+    ``Status`` and the assertion (an element, or signed XML bytes).
+    """
+    root = etree.Element(
+        RESPONSE_TAG,
+        nsmap=nsmap or {"samlp": SAMLP_NS, "saml": SAML_NS},  # type: ignore[arg-type]
+    )
+    _set(root, "ID", response_id or f"_{uuid.uuid4().hex}")
+    _set(root, "Version", "2.0")
+    _set(root, "IssueInstant", issue_instant or datetime.now(timezone.utc))
+    _set(root, "Destination", destination)
+    _set(root, "InResponseTo", in_response_to)
+    if issuer is not OMIT and issuer is not None:
+        _child(root, "Issuer", issuer)
+    if signature_placeholder:
+        placeholder = etree.SubElement(root, qname(DS_NS, "Signature"), nsmap={"ds": DS_NS})
+        placeholder.set("Id", "placeholder")
+    status_el = etree.SubElement(root, qname(SAMLP_NS, "Status"))
+    etree.SubElement(status_el, qname(SAMLP_NS, "StatusCode")).set("Value", status)
+    if isinstance(assertion, bytes):
+        assertion = etree.fromstring(assertion, parser=hardened_parser())
+    root.append(assertion)
+    return root
+
+
 def _audience_groups(
     audience: str | Iterable[str] | Iterable[Iterable[str]],
 ) -> list[list[str]]:
@@ -261,7 +305,7 @@ class TestIdentityProvider:
 
     def sign(
         self,
-        assertion: etree._Element,
+        assertion: etree._Element,  # or a Response built by build_response()
         signature_algorithm: str | None = None,
         digest_algorithm: str = "http://www.w3.org/2001/04/xmlenc#sha256",
     ) -> bytes:
@@ -283,6 +327,47 @@ class TestIdentityProvider:
     def mint(self, urlsafe: bool = True, padding: bool = False, **fields: Any) -> str:
         """Build, sign and encode an assertion as the ``assertion`` parameter."""
         return encode_assertion(self.mint_xml(**fields), urlsafe=urlsafe, padding=padding)
+
+    def mint_response_xml(
+        self, sign: str = "response", response: Mapping[str, Any] | None = None, **fields: Any
+    ) -> bytes:
+        """A Web SSO ``Response`` around a new assertion, as XML bytes.
+
+        :param sign: ``"response"`` (the Response root only, as Okta and
+            Entra ID do by default), ``"assertion"`` (only the Assertion, as
+            Shibboleth and AD FS do) or ``"both"``.
+        :param response: fields for :func:`build_response` (``destination``,
+            ``status``, ...); its ``issuer`` defaults to this IdP.
+        :param fields: fields for :func:`build_assertion`.
+        """
+        if sign not in ("response", "assertion", "both"):
+            raise ValueError("sign must be 'response', 'assertion' or 'both'")
+        fields.setdefault("issuer", self.entity_id)
+        assertion = build_assertion(**fields)
+        if sign == "response":
+            for placeholder in list(assertion.iterchildren(qname(DS_NS, "Signature"))):
+                assertion.remove(placeholder)
+            inner: etree._Element | bytes = assertion
+        else:
+            inner = self.sign(assertion)
+        options = {"issuer": self.entity_id, **(response or {})}
+        envelope = build_response(inner, signature_placeholder=sign != "assertion", **options)
+        if sign == "assertion":
+            return etree.tostring(envelope)
+        return self.sign(envelope)
+
+    def mint_response(
+        self,
+        sign: str = "response",
+        response: Mapping[str, Any] | None = None,
+        urlsafe: bool = False,
+        padding: bool = True,
+        **fields: Any,
+    ) -> str:
+        """:meth:`mint_response_xml`, Base64-encoded (padded, standard alphabet,
+        as Salesforce's assertion flow and an ACS form post send it)."""
+        xml = self.mint_response_xml(sign=sign, response=response, **fields)
+        return encode_assertion(xml, urlsafe=urlsafe, padding=padding)
 
     def metadata(self) -> bytes:
         """SAML metadata (an ``EntityDescriptor``) publishing this IdP's certificate."""

@@ -26,6 +26,10 @@ from .assertion import VerifiedAssertion
 from .errors import AssertionRejected
 from .errors import ConfigurationError
 from .errors import fail_closed
+from .response import SUCCESS
+from .response import check_response
+from .response import check_response_issuer
+from .response import verify_response_signatures
 from .rules import BEARER
 from .rules import ClaimMap
 from .rules import Clock
@@ -38,6 +42,7 @@ from .signature import SignaturePolicy
 from .trust import IdentityProvider
 from .trust import TrustStore
 from .xml import ASSERTION_TAG
+from .xml import RESPONSE_TAG
 from .xml import SAML_NS
 from .xml import check_size
 from .xml import decode_assertion
@@ -47,6 +52,7 @@ from .xml import qname
 __all__ = ["AssertionVerifier", "BEARER", "Trace"]
 
 _ENCRYPTED_ASSERTION = qname(SAML_NS, "EncryptedAssertion")
+_ENVELOPES = frozenset(("assertion", "response", "any"))
 
 #: ``resolve_identity_provider(issuer)``: the trusted IdP with that entity ID, or ``None``.
 ProviderResolver = Callable[[str], IdentityProvider | None]
@@ -123,6 +129,8 @@ class AssertionVerifier:
         :raise AssertionRejected: with the reason of the first failed check;
             an unexpected exception becomes ``verification_error``.
         """
+        if envelope not in _ENVELOPES:
+            raise ValueError(f"envelope must be one of {sorted(_ENVELOPES)}, not {envelope!r}")
         with fail_closed():
             return self._verify(
                 assertion,
@@ -163,12 +171,52 @@ class AssertionVerifier:
             passed(trace, "decoding", lambda: {"bytes": len(data)})
         root = parse_xml(data)
         passed(trace, "parsing", dict)
+        if envelope == "response" or (envelope == "any" and root.tag == RESPONSE_TAG):
+            return self._verify_response(root, audiences, recipients, resolve, clock, trace)
         _check_root(root)
         passed(trace, "structure", lambda: {"id": root.get("ID")})
         provider = _select_provider(root, resolve)
         passed(trace, "issuer", lambda: {"issuer": provider.entity_id})
         signed = self.signature_policy.verify(root, provider)
         passed(trace, "signature", lambda: {"fingerprints": list(provider.fingerprints)})
+        return check_assertion(
+            signed, provider.entity_id, audiences, recipients, clock, trace, self.claim_map
+        )
+
+    def _verify_response(
+        self,
+        root: etree._Element,
+        audiences: frozenset[str],
+        recipients: frozenset[str],
+        resolve: ProviderResolver,
+        clock: Clock,
+        trace: Trace | None,
+    ) -> VerifiedAssertion:
+        """The envelope step (:mod:`~.response`), then the assertion's own checks."""
+        assertion = check_response(root, recipients)
+        passed(
+            trace,
+            "envelope",
+            lambda: {
+                "response_id": root.get("ID"),
+                "status": SUCCESS,
+                "destination": root.get("Destination"),
+                "assertion_id": assertion.get("ID"),
+            },
+        )
+        _check_root(assertion)
+        passed(trace, "structure", lambda: {"id": assertion.get("ID")})
+        provider = _select_provider(assertion, resolve)
+        check_response_issuer(root, provider.entity_id)
+        passed(trace, "issuer", lambda: {"issuer": provider.entity_id})
+        signed, what = verify_response_signatures(
+            self.signature_policy, root, assertion, provider
+        )
+        passed(
+            trace,
+            "signature",
+            lambda: {"signed": list(what), "fingerprints": list(provider.fingerprints)},
+        )
         return check_assertion(
             signed, provider.entity_id, audiences, recipients, clock, trace, self.claim_map
         )

@@ -36,6 +36,7 @@ __all__ = [
     "DS_NS",
     "NAMESPACES",
     "ASSERTION_TAG",
+    "RESPONSE_TAG",
     "decode_assertion",
     "parse_xml",
     "parse_instant",
@@ -61,6 +62,8 @@ NAMESPACES = {"saml": SAML_NS, "samlp": SAMLP_NS, "md": MD_NS, "ds": DS_NS, "xsi
 
 #: Clark name of ``saml:Assertion``, the only root element the verifier accepts.
 ASSERTION_TAG = f"{{{SAML_NS}}}Assertion"
+#: Clark name of ``samlp:Response``, the root of a Web SSO response (:mod:`~.response`).
+RESPONSE_TAG = f"{{{SAMLP_NS}}}Response"
 
 _ALPHANUMERIC = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 _STD_ALPHABET = _ALPHANUMERIC + b"+/"

@@ -29,6 +29,7 @@ from flask_sqlalchemy import SQLAlchemy
 from authlib_saml2_grant import SAML2_BEARER_GRANT_TYPE
 from authlib_saml2_grant import SAML2Bearer
 from authlib_saml2_grant import SAML2BearerGrant
+from authlib_saml2_grant import SAML2LegacyAssertionGrant
 from authlib_saml2_grant import SQLAlchemyReplayCache
 from authlib_saml2_grant import assertion_accepted
 from authlib_saml2_grant import assertion_rejected
@@ -40,6 +41,9 @@ from authlib_saml2_grant.testing import encode_assertion
 #: sets ``SAML2_TEST_REQUIRE_POSTGRES=1``, which turns a missing one into a failure.
 POSTGRES_URL = os.environ.get("SAML2_TEST_POSTGRES_URL")
 REQUIRE_POSTGRES = os.environ.get("SAML2_TEST_REQUIRE_POSTGRES") == "1"
+#: A real Redis for the Redis replay-cache tests, likewise (``.ci/redis.sh``).
+REDIS_URL = os.environ.get("SAML2_TEST_REDIS_URL")
+REQUIRE_REDIS = os.environ.get("SAML2_TEST_REQUIRE_REDIS") == "1"
 AS_ENTITY_ID = "https://as.example.com"
 TOKEN_ENDPOINT = "https://as.example.com/oauth/token"
 #: The test server's audiences; a tuple, so that a test changing an app's
@@ -87,6 +91,16 @@ class Grant(SAML2BearerGrant):
         ).scalar_one_or_none()
 
 
+class LegacyGrant(SAML2LegacyAssertionGrant):
+    """Salesforce's ``grant_type=assertion`` flow, registered by ``create_app(legacy=True)``."""
+
+    authenticate_user = Grant.authenticate_user
+
+
+#: A registered client without a secret, for ``SAML2_BEARER_LEGACY_CLIENT_ID``.
+LEGACY_CLIENT_ID = "legacy-client"
+
+
 # The RSA key generation is the slow part: two IdPs for the whole session.
 @pytest.fixture(scope="session")
 def idp():
@@ -103,9 +117,10 @@ def other_idp():
     return TestIdentityProvider("https://other-idp.example.com")
 
 
-def create_app(tmp_path, idps, grant=None, **settings):
+def create_app(tmp_path, idps, grant=None, legacy=None, **settings):
     """A real app trusting ``idps``; ``grant`` replaces the registered grant class
-    (a subclass of :class:`Grant` overriding hooks), ``settings`` the config."""
+    (a subclass of :class:`Grant` overriding hooks), ``legacy`` registers a
+    :class:`LegacyGrant` subclass too (``True``: that class), ``settings`` the config."""
     app = Flask(__name__)
     app.config.update(
         TESTING=True,
@@ -127,6 +142,8 @@ def create_app(tmp_path, idps, grant=None, **settings):
         save_token=lambda token, request: storage.save_token(token, request),
     )
     server.register_grant(grant or Grant)
+    if legacy:
+        server.register_grant(LegacyGrant if legacy is True else legacy)
     app.extensions["test_server"] = server
 
     @app.route("/oauth/token", methods=["POST"])
@@ -139,7 +156,7 @@ def create_app(tmp_path, idps, grant=None, **settings):
         client = Client(client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
         client.set_client_metadata(
             {
-                "grant_types": [SAML2_BEARER_GRANT_TYPE],
+                "grant_types": [SAML2_BEARER_GRANT_TYPE, "assertion"],
                 "scope": "profile email",
                 "token_endpoint_auth_method": "client_secret_basic",
             }
@@ -151,7 +168,11 @@ def create_app(tmp_path, idps, grant=None, **settings):
                 "token_endpoint_auth_method": "client_secret_basic",
             }
         )
-        db.session.add_all([client, other])
+        legacy_client = Client(client_id=LEGACY_CLIENT_ID)
+        legacy_client.set_client_metadata(
+            {"grant_types": ["assertion"], "token_endpoint_auth_method": "none"}
+        )
+        db.session.add_all([client, other, legacy_client])
         db.session.commit()
     return app
 
@@ -285,6 +306,21 @@ def postgres_url():
             pytest.fail("SAML2_TEST_REQUIRE_POSTGRES=1 but SAML2_TEST_POSTGRES_URL is not set")
         pytest.skip("SAML2_TEST_POSTGRES_URL is not set")
     return POSTGRES_URL
+
+
+def redis_server_url():
+    """The real Redis's URL; the test is skipped without one (failed in CI)."""
+    if not REDIS_URL:
+        if REQUIRE_REDIS:
+            pytest.fail("SAML2_TEST_REQUIRE_REDIS=1 but SAML2_TEST_REDIS_URL is not set")
+        pytest.skip("SAML2_TEST_REDIS_URL is not set")
+    return REDIS_URL
+
+
+@pytest.fixture
+def redis_url():
+    """The real Redis (see :func:`redis_server_url`)."""
+    return redis_server_url()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
