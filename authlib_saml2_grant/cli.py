@@ -259,6 +259,17 @@ def _add_mint(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "gets several values)",
     )
     p.add_argument("--one-time-use", action="store_true", help="add a OneTimeUse condition")
+    p.add_argument(
+        "--response",
+        choices=("response", "assertion", "both"),
+        help="wrap the assertion in a Web SSO samlp:Response for grant_type=assertion "
+        "(Salesforce's flow), signing the Response, the Assertion or both; printed as "
+        "padded standard Base64 (default: a bare assertion, base64url)",
+    )
+    p.add_argument(
+        "--destination",
+        help="the Response Destination (with --response; default: the recipient)",
+    )
     p.add_argument("--xml", action="store_true", help="print raw XML instead of base64url")
     p.set_defaults(handler=mint_command)
 
@@ -446,7 +457,14 @@ def mint_command(args: argparse.Namespace) -> int:
         fields["assertion_id"] = args.assertion_id
     if args.in_response_to:
         fields["in_response_to"] = args.in_response_to
-    if args.xml:
+    if args.response:
+        envelope = {"destination": args.destination or args.recipient}
+        if args.xml:
+            xml = idp.mint_response_xml(sign=args.response, response=envelope, **fields)
+            print(xml.decode("utf-8"))
+        else:
+            print(idp.mint_response(sign=args.response, response=envelope, **fields))
+    elif args.xml:
         print(idp.mint_xml(**fields).decode("utf-8"))
     else:
         print(idp.mint(**fields))

@@ -170,7 +170,7 @@ class AssertionVerifier:
             data = decode_assertion(text, self.max_size)
             passed(trace, "decoding", lambda: {"bytes": len(data)})
         root = parse_xml(data)
-        passed(trace, "parsing", dict)
+        passed(trace, "parsing", lambda: {"root": str(root.tag).rpartition("}")[2]})
         if envelope == "response" or (envelope == "any" and root.tag == RESPONSE_TAG):
             return self._verify_response(root, audiences, recipients, resolve, clock, trace)
         _check_root(root)

@@ -112,10 +112,11 @@ def test_inspect_valid_prints_every_check_and_fields(tmp_path, capsys, idp, trus
     code, out, _ = run(capsys, "inspect", path, *trust, "--recipient", RECIPIENT)
     assert code == 0, out
     statuses = status_lines(out)
-    assert list(statuses)[:11] == [
+    assert list(statuses)[:12] == [
         "size",
         "decoding",
         "parsing",
+        "envelope",
         "structure",
         "issuer",
         "signature",
@@ -125,6 +126,7 @@ def test_inspect_valid_prints_every_check_and_fields(tmp_path, capsys, idp, trus
         "subject",
         "subject_confirmation",
     ]
+    assert statuses.pop("envelope") == "skipped"  # a bare Assertion, not a Response
     assert set(list(statuses.values())[:11]) == {"PASS"}
     assert statuses["replay"] == "not run"
     assert "Result: VALID" in out
@@ -180,7 +182,8 @@ def test_inspect_json(tmp_path, capsys, idp, trust):
     report = json.loads(out)
     assert report["valid"] is True
     assert report["failure"] is None
-    assert [c["status"] for c in report["checks"]] == ["pass"] * 11 + ["not_run"]
+    statuses = [c["status"] for c in report["checks"]]
+    assert statuses == ["pass"] * 3 + ["skipped"] + ["pass"] * 8 + ["not_run"]
     assert report["checks"][-1]["check"] == "client"
     assert report["assertion"]["issuer"] == ISSUER
     assert report["assertion"]["audiences"] == [AUDIENCE]
