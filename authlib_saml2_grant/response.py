@@ -9,7 +9,8 @@ the SAML 2.0 Web SSO profile (profiles 4.1.4.2 and 4.1.4.3):
 1. :func:`check_response`: the root is a ``Response`` of version 2.0 with an
    ``ID``, not answering a request of ours (no ``InResponseTo``), whose
    top-level status is ``Success`` and whose ``Destination``, when present,
-   is one of our recipients; the document holds exactly one ``Assertion``,
+   is one of our recipients; no ``ID`` value repeats; the document holds
+   exactly one ``Assertion``,
    a direct child of the root, and no ``EncryptedAssertion``. Counting every
    ``Assertion`` of the document refuses the wrapping shapes (XSW) that hide
    a second one in ``Extensions``, ``Advice`` or ``ds:Object``.
@@ -55,6 +56,8 @@ _ENCRYPTED_ASSERTION = qname(SAML_NS, "EncryptedAssertion")
 _ISSUER = qname(SAML_NS, "Issuer")
 _STATUS = qname(SAMLP_NS, "Status")
 _STATUS_CODE = qname(SAMLP_NS, "StatusCode")
+#: Every ``ID`` attribute value of the document, as plain strings.
+_IDS = etree.XPath("//@*[local-name() = 'ID']", smart_strings=False)
 
 
 def check_response(root: etree._Element, recipients: Collection[str]) -> etree._Element:
@@ -64,7 +67,8 @@ def check_response(root: etree._Element, recipients: Collection[str]) -> etree._
     :param recipients: accepted ``Destination`` values (our recipients).
     :raise AssertionRejected: ``not_a_response``, ``version_unsupported``,
         ``id_missing``, ``in_response_to_present``, ``response_status_failed``,
-        ``destination_mismatch``, ``encrypted_assertion_unsupported`` or
+        ``destination_mismatch``, ``id_duplicated``,
+        ``encrypted_assertion_unsupported`` or
         ``assertion_count_invalid``.
     """
     if root.tag != RESPONSE_TAG:
@@ -97,7 +101,29 @@ def check_response(root: etree._Element, recipients: Collection[str]) -> etree._
             expected=sorted(recipients),
             actual=destination[:200],
         )
-    return _single_assertion(root)
+    assertion = _single_assertion(root)
+    _check_unique_ids(root)
+    return assertion
+
+
+def _check_unique_ids(root: etree._Element) -> None:
+    """xs:ID values are unique in a document (XML Schema, SAML core 1.3.4).
+
+    signxml resolves a reference within the element it verifies, so an
+    Assertion-only signature would not notice its ID repeated on the
+    Response or in ``Extensions``; such a document is refused outright,
+    whichever element is signed. Any attribute named ``ID``, in any
+    namespace, counts: that is how signxml looks references up.
+    """
+    ids = _IDS(root)
+    if len(ids) != len(set(ids)):
+        seen: set[str] = set()
+        duplicated = next(value for value in ids if value in seen or seen.add(value))
+        raise AssertionRejected(
+            "id_duplicated",
+            "An ID value appears more than once in the Response",
+            id=duplicated[:200],
+        )
 
 
 def _check_status(root: etree._Element) -> None:
