@@ -21,7 +21,9 @@ from .grant import SAML2_BEARER_GRANT_TYPE
 from .grant import SAML2BearerGrant
 from .legacy import SAML2_BROWSER_SSO_ASSERTION_TYPE
 from .legacy import SAML2LegacyAssertionGrant
+from .limits import RequestTooLargeError
 from .oidc import SAML2OpenIDToken
+from .outages import TemporarilyUnavailableError
 from .replay import MemoryReplayCache
 from .replay import ReplayCache
 from .replay import SQLAlchemyReplayCache
@@ -53,6 +55,8 @@ __all__ = [
     "Claims",
     "AssertionRejected",
     "ConfigurationError",
+    "TemporarilyUnavailableError",
+    "RequestTooLargeError",
     "REASONS",
     "IdentityProvider",
     "TrustStore",

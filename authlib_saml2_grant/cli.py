@@ -8,7 +8,11 @@ values. It never records the assertion as used.
 
 ``mint`` signs a test assertion with :mod:`authlib_saml2_grant.testing`.
 
-Exit status: 0 valid (or minted), 1 invalid, 2 usage error.
+``check`` and ``refresh-metadata`` look at a Flask app's configuration
+(:mod:`~authlib_saml2_grant.health`).
+
+Exit status: 0 valid (or minted), 1 invalid, 2 usage error; ``check`` and
+``refresh-metadata``: 0 ok, 1 warnings, 2 errors (or a usage error).
 """
 
 from __future__ import annotations
@@ -75,7 +79,65 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_inspect(commands)
     _add_mint(commands)
+    _add_operations(commands)
     return parser
+
+
+def _add_operations(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``check`` and ``refresh-metadata`` (:mod:`~.health`); also ``flask saml2-bearer ...``."""
+    for name, summary, handler in (
+        (
+            "check",
+            "check settings, IdP certificates and metadata, and the replay cache "
+            "(exit 0 ok, 1 warnings, 2 errors)",
+            check_command,
+        ),
+        (
+            "refresh-metadata",
+            "fetch every IdP metadata URL now and report (exit 0 ok, 1 a fetch failed, "
+            "2 an IdP has no usable metadata)",
+            refresh_metadata_command,
+        ),
+    ):
+        p = commands.add_parser(name, help=summary, description=summary[0].upper() + summary[1:])
+        p.add_argument(
+            "--app", required=True, metavar="IMPORT", help="the Flask app (e.g. example_app)"
+        )
+        p.add_argument("--json", action="store_true", help="print JSON for machines")
+        p.set_defaults(handler=handler)
+
+
+# -- check, refresh-metadata ---------------------------------------------------
+
+
+def check_command(args: argparse.Namespace) -> int:
+    from .health import check_app
+
+    return _report(args, check_app)
+
+
+def refresh_metadata_command(args: argparse.Namespace) -> int:
+    from .health import refresh_app_metadata
+
+    return _report(args, refresh_app_metadata)
+
+
+def _report(args: argparse.Namespace, run: Any) -> int:
+    from flask.cli import NoAppException
+    from flask.cli import ScriptInfo
+
+    from .health import ERROR
+    from .health import Report
+
+    try:
+        report = run(ScriptInfo(app_import_path=args.app).load_app())
+    except NoAppException as exc:
+        raise UsageError(str(exc)) from exc
+    except ConfigurationError as exc:  # the app factory's init_app refused a setting
+        report = Report()
+        report.add(ERROR, "settings", str(exc))
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.format())
+    return int(report.status)
 
 
 def _add_inspect(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -10,8 +10,11 @@ IdPs, algorithms, clock skew, size, replay), then by the client rules of
 :rfc:`7522#section-3`: its ``NameID`` is the ``client_id``, its ``Audience``
 names this server, its ``Issuer`` is a trusted IdP (serving this client) or the
 client itself with certificates of its own, and the client is registered for
-this method. Every failure is ``invalid_client`` (401); the reason goes to the
-log and the ``assertion_rejected`` signal. Modelled on Authlib's
+this method. Every failure is ``invalid_client`` (401), and a failing client
+or replay store a 503 ``temporarily_unavailable``
+(:class:`~.outages.TemporarilyUnavailableError`); the reason goes to the log
+and the ``assertion_rejected`` signal, with the reference the client's
+``error_description`` ends with. Modelled on Authlib's
 ``JWTBearerClientAssertion`` (:rfc:`7523#section-2.2`).
 """
 
@@ -29,10 +32,14 @@ from cryptography import x509
 
 from .assertion import VerifiedAssertion
 from .errors import AssertionRejected
+from .errors import describe_error
 from .errors import fail_closed
 from .extension import get_settings
+from .outages import OUTAGE_REASONS
+from .outages import TemporarilyUnavailableError
 from .replay import spend_assertion
 from .signals import report_rejection
+from .signals import with_reference
 from .trust import IdentityProvider
 from .trust import RecordingResolver
 from .trust import client_not_allowed
@@ -76,6 +83,7 @@ class SAML2BearerClientAssertion:
         request carries no SAML client assertion (another method may apply).
 
         :raise InvalidClientError: when the SAML client assertion is refused.
+        :raise TemporarilyUnavailableError: when the client or replay store failed.
         """
         form = request.payload.datalist if request.payload is not None else {}
         if form.get("client_assertion_type") != [SAML2_CLIENT_ASSERTION_TYPE]:
@@ -98,6 +106,7 @@ class SAML2BearerClientAssertion:
     def _authenticate(self, query_client: Callable[[str], Any], raw: str, claimed: list[str]):
         settings = get_settings()
         verifier = settings.verifier
+        query_client = _client_store(query_client)
         resolve = RecordingResolver(functools.partial(self.resolve_identity_provider, query_client))
         with fail_closed():  # a failing client lookup or hook refuses, never a 500
             assertion = verifier.verify(
@@ -184,10 +193,43 @@ class SAML2BearerClientAssertion:
         return [c for c in certificates if isinstance(c, (str, x509.Certificate))]
 
     def _reject(self, exc: AssertionRejected, client_id: str | None) -> NoReturn:
-        report_rejection(log, self, exc, client_id, "client assertion")
+        reference = report_rejection(log, self, exc, client_id, "client assertion")
+        if exc.reason in OUTAGE_REASONS:
+            settings = get_settings()
+            _release(settings.transactional_cache)
+            raise TemporarilyUnavailableError(
+                with_reference(TemporarilyUnavailableError.RETRY_DESCRIPTION, reference),
+                retry_after=settings.retry_after,
+            ) from exc
         raise InvalidClientError(
-            status_code=401, description=self.INVALID_ASSERTION_DESCRIPTION
+            status_code=401,
+            description=with_reference(self.INVALID_ASSERTION_DESCRIPTION, reference),
         ) from exc
+
+
+def _client_store(query_client: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``query_client`` whose failure (the client database is down) is
+    ``client_lookup_error``, answered 503, rather than a refused assertion."""
+
+    def lookup(client_id: str) -> Any:
+        try:
+            return query_client(client_id)
+        except Exception as exc:
+            log.exception("Looking up the client of a SAML client assertion failed")
+            raise AssertionRejected(
+                "client_lookup_error", "Looking up the client failed", error=describe_error(exc)
+            ) from exc
+
+    return lookup
+
+
+def _release(cache: Any) -> None:
+    """Roll back what the request wrote in its transaction (nothing is spent)."""
+    if cache is not None:
+        try:
+            cache.rollback()
+        except Exception:  # the database is gone: its transaction is lost with it
+            log.warning("Rolling back the SAML2 bearer replay record failed", exc_info=True)
 
 
 @functools.lru_cache(maxsize=256)

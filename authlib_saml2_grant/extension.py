@@ -14,20 +14,36 @@ In the style of Flask-SQLAlchemy::
 objects in ``app.extensions["saml2_bearer"]``; the grant only looks them up.
 Settings changed afterwards are not silently ignored: the next token request
 raises until :meth:`SAML2Bearer.reload` has read them again.
+
+:meth:`SAML2Bearer.token_endpoint` decorates the token view with the request
+limits of :mod:`.limits` (size, type, parameter count), checked before the
+body is parsed::
+
+    @app.post("/oauth/token")
+    @saml2_bearer.token_endpoint
+    def issue_token():
+        return server.create_token_response()
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
+from collections.abc import Callable
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from authlib.oauth2 import OAuth2Error
 from flask import Flask
 from flask import current_app
+from flask import request
 
 from .errors import ConfigurationError
+from .health import flask_commands
+from .limits import check_token_request
+from .limits import error_response
 from .replay import MemoryReplayCache
 from .replay import ReplayCache
 from .settings import DEFAULTS
@@ -76,7 +92,10 @@ class SAML2Bearer:
                 "SAML2Bearer.init_app() was already called on this Flask app. Use that "
                 "extension object, and its reload(app) to read changed settings again."
             )
-        return self._register(app, None)
+        settings = self._register(app, None)
+        # flask saml2-bearer check / refresh-metadata (health.py)
+        app.cli.add_command(flask_commands)
+        return settings
 
     def reload(self, app: Flask) -> Saml2BearerSettings:
         """Read ``app``'s settings again, after changing ``app.config``.
@@ -96,6 +115,30 @@ class SAML2Bearer:
         """The ready settings of ``app`` (default: the current app)."""
         return get_settings(app)
 
+    def token_endpoint(self, view: Callable[..., Any]) -> Callable[..., Any]:
+        """Decorate the token endpoint's view with the token request limits:
+        a body over ``SAML2_BEARER_MAX_REQUEST_SIZE`` is refused (413) before it
+        is read, one with more than ``SAML2_BEARER_MAX_REQUEST_PARAMETERS``
+        parameters before it is parsed (413), and a JSON or non-UTF-8 body is
+        ``invalid_request`` (400); see :mod:`.limits`. Put it under the route::
+
+            @app.post("/oauth/token")
+            @saml2_bearer.token_endpoint
+            def issue_token():
+                return server.create_token_response()
+        """
+
+        @functools.wraps(view)
+        def limited_view(*args: Any, **kwargs: Any) -> Any:
+            try:
+                check_token_request(request, get_settings())
+            except OAuth2Error as error:
+                log.info("Token request refused before parsing: %s", error.description)
+                return error_response(error)
+            return view(*args, **kwargs)
+
+        return limited_view
+
     def _register(self, app: Flask, previous_cache: ReplayCache | None) -> Saml2BearerSettings:
         with self._lock:
             snapshot = _snapshot(app.config)
@@ -106,7 +149,9 @@ class SAML2Bearer:
                 self._warn_memory_cache()
                 return MemoryReplayCache()
 
-            settings = load_settings(app.config, default_replay_cache=memory_cache)
+            settings = load_settings(
+                app.config, default_replay_cache=memory_cache, instance_path=app.instance_path
+            )
             app.extensions[EXTENSION_KEY] = _AppState(self, settings, snapshot)
         return settings
 

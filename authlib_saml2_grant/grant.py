@@ -9,7 +9,6 @@ from typing import NoReturn
 
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import BaseGrant
-from authlib.oauth2.rfc6749 import InvalidClientError
 from authlib.oauth2.rfc6749 import InvalidGrantError
 from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oauth2.rfc6749 import TokenEndpointMixin
@@ -23,11 +22,14 @@ from .errors import AssertionRejected
 from .errors import describe_error
 from .errors import fail_closed
 from .extension import get_settings
+from .outages import OUTAGE_REASONS
+from .outages import TemporarilyUnavailableError
 from .replay import spend_assertion
 from .settings import OFFLINE_ACCESS
 from .settings import Saml2BearerSettings
 from .signals import assertion_accepted
 from .signals import report_rejection
+from .signals import with_reference
 from .trust import IdentityProvider
 from .trust import RecordingResolver
 from .trust import client_not_allowed
@@ -85,9 +87,14 @@ class SAML2BearerGrant(BaseGrant, TokenEndpointMixin):
     #: takes a whole Web SSO ``"response"``. Passed to :meth:`AssertionVerifier.verify`.
     ASSERTION_ENVELOPE = "assertion"
 
-    #: The ``error_description`` every rejected assertion gets. The precise
-    #: reason goes to logs and the ``assertion_rejected`` signal only.
+    #: The ``error_description`` every rejected assertion gets, followed by
+    #: ``Reference: <10 characters>``. The precise reason goes to logs and the
+    #: ``assertion_rejected`` signal only, with the same reference.
     INVALID_ASSERTION_DESCRIPTION = "The SAML assertion is invalid, expired or already used."
+
+    #: The authenticated client's ID, read once: logging it later must not reload
+    #: a client that a rolled-back session expired (the database may be down).
+    _client_id: str | None = None
 
     @hooked
     def validate_token_request(self) -> None:
@@ -114,7 +121,8 @@ class SAML2BearerGrant(BaseGrant, TokenEndpointMixin):
         """
         self.check_single_parameters()  # before client authentication spends anything
         client = self._authenticate_client()
-        log.debug("Validate SAML2 bearer token request of %r", client)
+        self._client_id = client.get_client_id()
+        log.debug("Validate SAML2 bearer token request of %r", self._client_id)
         if not client.check_grant_type(self.GRANT_TYPE):
             raise UnauthorizedClientError(
                 f"The client is not authorized to use 'grant_type={self.GRANT_TYPE}'"
@@ -146,7 +154,7 @@ class SAML2BearerGrant(BaseGrant, TokenEndpointMixin):
             assertion.issuer,
             assertion.assertion_id,
             assertion.subject,
-            client.get_client_id(),
+            self._client_id,
         )
         assertion_accepted.send(
             current_app._get_current_object(),  # type: ignore[attr-defined]  # a LocalProxy
@@ -181,7 +189,7 @@ class SAML2BearerGrant(BaseGrant, TokenEndpointMixin):
             # get_allowed_scope() refuses the scope: no token, assertion unspent.
             self._release_spent(settings)
             raise
-        except Exception as exc:  # e.g. the token database is down: no 500
+        except Exception as exc:  # e.g. the token database is down: 503, never a 500
             log.exception("SAML2 bearer token could not be issued")
             self._reject(
                 AssertionRejected(
@@ -198,14 +206,15 @@ class SAML2BearerGrant(BaseGrant, TokenEndpointMixin):
             return self.authenticate_token_endpoint_client()
         except OAuth2Error:
             raise
-        except Exception as exc:  # e.g. the client database is down: no 500
+        except Exception as exc:  # e.g. the client database is down: 503, not invalid_client
             log.exception("SAML2 bearer client authentication failed unexpectedly")
-            # RFC 6749 section 5.2: 401 when the client used the Authorization header.
-            basic = "Authorization" in self.request.headers
-            raise InvalidClientError(
-                status_code=401 if basic else 400,
-                description="The client could not be authenticated.",
-            ) from exc
+            self._reject(
+                AssertionRejected(
+                    "client_lookup_error",
+                    "Looking up or authenticating the client failed",
+                    error=describe_error(exc),
+                )
+            )
 
     def _release_spent(self, settings: Saml2BearerSettings) -> bool:
         """Roll back the uncommitted replay record; whether the assertion is unspent."""
@@ -239,7 +248,7 @@ class SAML2BearerGrant(BaseGrant, TokenEndpointMixin):
         try:
             user = self.authenticate_user(assertion)
             allowed = user is not None and self.has_granted_permission(client, user)
-        except Exception as exc:  # e.g. the user database is down: fail closed
+        except Exception as exc:  # e.g. the user database is down: 503, unspent
             log.exception("SAML2 bearer user lookup failed")
             raise AssertionRejected(
                 "user_lookup_error",
@@ -378,7 +387,34 @@ class SAML2BearerGrant(BaseGrant, TokenEndpointMixin):
         return self.settings.verifier
 
     def _reject(self, exc: AssertionRejected) -> NoReturn:
-        client = self.request.client
-        client_id = client.get_client_id() if client is not None else None
-        report_rejection(log, self, exc, client_id, "assertion")
-        raise InvalidGrantError(description=self.INVALID_ASSERTION_DESCRIPTION) from exc
+        """Report ``exc`` (log line and signal, with a new reference) and refuse:
+        ``invalid_grant``, or 503 ``temporarily_unavailable`` when a store failed
+        (:data:`~.outages.OUTAGE_REASONS`)."""
+        reference = report_rejection(log, self, exc, self._reported_client_id(), "assertion")
+        if exc.reason in OUTAGE_REASONS:
+            raise self._unavailable(exc, reference) from exc
+        raise InvalidGrantError(
+            description=with_reference(self.INVALID_ASSERTION_DESCRIPTION, reference)
+        ) from exc
+
+    def _unavailable(self, exc: AssertionRejected, reference: str) -> TemporarilyUnavailableError:
+        settings = self.settings
+        spent = exc.details.get("assertion_spent")
+        if spent is None:  # failed before the token: leave the session clean, unspent
+            spent = False
+            self._release_spent(settings)
+        if spent:
+            description = TemporarilyUnavailableError.SPENT_DESCRIPTION
+        else:
+            description = TemporarilyUnavailableError.RETRY_DESCRIPTION
+        return TemporarilyUnavailableError(
+            with_reference(description, reference), retry_after=settings.retry_after
+        )
+
+    def _reported_client_id(self) -> str | None:
+        if self._client_id is None and self.request.client is not None:
+            try:
+                self._client_id = self.request.client.get_client_id()
+            except Exception:  # an expired client whose database is down
+                log.debug("The client ID could not be read for the log", exc_info=True)
+        return self._client_id

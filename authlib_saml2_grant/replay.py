@@ -178,6 +178,10 @@ class MemoryReplayCache:
             self._evict(time.time())
             return len(self._expiry)
 
+    def ping(self) -> bool:
+        """Whether the cache answers (always: it is this process's memory)."""
+        return True
+
 
 class SQLAlchemyReplayCache:
     """A replay cache in a SQL table, shared by every process using the database.
@@ -269,6 +273,15 @@ class SQLAlchemyReplayCache:
     def create_table(self) -> None:
         """Create the table if it does not exist."""
         self.table.create(self.engine, checkfirst=True)
+
+    def ping(self) -> bool:
+        """Whether the database answers and has the table: reads at most one row.
+
+        :raise sqlalchemy.exc.SQLAlchemyError: when it does not.
+        """
+        with self.engine.connect() as conn:
+            conn.execute(self._sa.select(self.table.c.key).limit(1)).first()
+        return True
 
     def add(self, key: str, expires_at: datetime) -> bool:
         now = int(time.time())

@@ -41,6 +41,7 @@ from .xml import SAML_NS
 from .xml import SAMLP_NS
 from .xml import element_text
 from .xml import qname
+from .xml import string_xpath
 
 __all__ = [
     "SUCCESS",
@@ -57,7 +58,7 @@ _ISSUER = qname(SAML_NS, "Issuer")
 _STATUS = qname(SAMLP_NS, "Status")
 _STATUS_CODE = qname(SAMLP_NS, "StatusCode")
 #: Every ``ID`` attribute value of the document, as plain strings.
-_IDS = etree.XPath("//@*[local-name() = 'ID']", smart_strings=False)
+_IDS = string_xpath("//@*[local-name() = 'ID']")
 
 
 def check_response(root: etree._Element, recipients: Collection[str]) -> etree._Element:
@@ -115,15 +116,15 @@ def _check_unique_ids(root: etree._Element) -> None:
     whichever element is signed. Any attribute named ``ID``, in any
     namespace, counts: that is how signxml looks references up.
     """
-    ids = _IDS(root)
-    if len(ids) != len(set(ids)):
-        seen: set[str] = set()
-        duplicated = next(value for value in ids if value in seen or seen.add(value))
-        raise AssertionRejected(
-            "id_duplicated",
-            "An ID value appears more than once in the Response",
-            id=duplicated[:200],
-        )
+    seen: set[str] = set()
+    for value in _IDS(root):
+        if value in seen:
+            raise AssertionRejected(
+                "id_duplicated",
+                "An ID value appears more than once in the Response",
+                id=str(value)[:200],
+            )
+        seen.add(value)
 
 
 def _check_status(root: etree._Element) -> None:

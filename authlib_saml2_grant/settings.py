@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import Callable
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,10 +22,18 @@ from werkzeug.utils import ImportStringError
 from werkzeug.utils import import_string
 
 from .errors import ConfigurationError
+from .metadata import MetadataSource
+from .metadata import RefreshingTrustStore
+from .metadata import RefreshPolicy
+from .metadata import metadata_source
+from .metadata import read_metadata_file
+from .metadata import report_expired
 from .replay import MemoryReplayCache
 from .replay import ReplayCache
 from .replay import TransactionalReplayCache
 from .replay import check_replay_cache
+from .replay_redis import REDIS_URL_SCHEMES
+from .replay_redis import RedisReplayCache
 from .signature import DEFAULT_DIGEST_ALGORITHMS
 from .signature import DEFAULT_SIGNATURE_ALGORITHMS
 from .signature import SignaturePolicy
@@ -51,12 +60,24 @@ DEFAULTS: Mapping[str, Any] = {
     "SAML2_BEARER_ISSUE_REFRESH_TOKEN": False,
     "SAML2_BEARER_REPLAY_CACHE": None,
     "SAML2_BEARER_CLAIMS": {},
+    "SAML2_BEARER_METADATA_MIN_REFRESH": 300,
+    "SAML2_BEARER_METADATA_MAX_REFRESH": 14_400,
+    "SAML2_BEARER_METADATA_RETRY_MIN": 30,
+    "SAML2_BEARER_METADATA_RETRY_MAX": 1_800,
+    "SAML2_BEARER_METADATA_TIMEOUT": 10,
+    "SAML2_BEARER_METADATA_MAX_SIZE": 16 << 20,
+    "SAML2_BEARER_METADATA_CACHE_DIR": None,
+    "SAML2_BEARER_MAX_REQUEST_SIZE": None,
+    "SAML2_BEARER_MAX_REQUEST_PARAMETERS": 100,
+    "SAML2_BEARER_RETRY_AFTER": 5,
     "SAML2_BEARER_LEGACY_CLIENT_ID": None,
 }
 
 #: The scope that asks for a refresh token (OpenID Connect Core 11).
 OFFLINE_ACCESS = "offline_access"
-_ENTRY_KEYS = frozenset(("entity_id", "certificates", "metadata", "client_ids"))
+_ENTRY_KEYS = frozenset(
+    ("entity_id", "certificates", "metadata", "client_ids", "metadata_certificate")
+)
 
 
 @dataclass(frozen=True)
@@ -76,6 +97,14 @@ class Saml2BearerSettings:
     #: The replay cache again when it writes within the request's transaction
     #: (a :class:`~.replay.TransactionalReplayCache`), else ``None``; derived, once.
     transactional_cache: TransactionalReplayCache | None = field(init=False)
+    #: ``SAML2_BEARER_MAX_REQUEST_SIZE``: the largest token request body, in bytes
+    #: (default: 4 x ``SAML2_BEARER_MAX_ASSERTION_SIZE``); see :mod:`.limits`.
+    max_request_size: int = 4 * 131_072
+    #: ``SAML2_BEARER_MAX_REQUEST_PARAMETERS``: the most parameters a token request carries.
+    max_request_parameters: int = 100
+    #: ``SAML2_BEARER_RETRY_AFTER``: seconds in the ``Retry-After`` header of a 503
+    #: ``temporarily_unavailable`` answer (a store is down); see :mod:`.outages`.
+    retry_after: int = 5
 
     def __post_init__(self) -> None:
         cache = self.replay_cache
@@ -86,11 +115,18 @@ class Saml2BearerSettings:
 def load_settings(
     config: Mapping[str, Any],
     default_replay_cache: Callable[[], ReplayCache] = MemoryReplayCache,
+    instance_path: str | None = None,
 ) -> Saml2BearerSettings:
     """Build :class:`Saml2BearerSettings` from a mapping such as ``app.config``.
 
+    IdP metadata URLs are fetched now (:mod:`~.metadata`) and refreshed in
+    the background afterwards.
+
     :param default_replay_cache: makes the cache used when
         ``SAML2_BEARER_REPLAY_CACHE`` is not set.
+    :param instance_path: the app's instance folder; the backing files of
+        metadata URLs go to its ``saml2-bearer-metadata`` folder unless
+        ``SAML2_BEARER_METADATA_CACHE_DIR`` is set.
     :raise ConfigurationError: naming the first invalid setting.
     """
 
@@ -110,7 +146,9 @@ def load_settings(
         ),
     )
     verifier = AssertionVerifier(
-        trust=_identity_providers(get("SAML2_BEARER_IDENTITY_PROVIDERS")),
+        trust=_identity_providers(
+            get("SAML2_BEARER_IDENTITY_PROVIDERS"), policy, _metadata_options(get, instance_path)
+        ),
         audiences=audiences,
         recipients=recipients,
         clock_skew=_seconds(get("SAML2_BEARER_CLOCK_SKEW"), "SAML2_BEARER_CLOCK_SKEW", 0, 3600),
@@ -126,7 +164,9 @@ def load_settings(
         signature_policy=policy,
         claims=get("SAML2_BEARER_CLAIMS"),
     )
-    if not len(verifier.trust):
+    if isinstance(verifier.trust, RefreshingTrustStore):
+        verifier.trust.load()  # fetch now (else the backing file), then in the background
+    elif not len(verifier.trust):
         log.warning(
             "SAML2_BEARER_IDENTITY_PROVIDERS is empty: every assertion is refused unless "
             "resolve_identity_provider() is overridden"
@@ -141,10 +181,31 @@ def load_settings(
         verifier=verifier,
         replay_cache=default_replay_cache() if cache is None else _replay_cache(cache),
         issue_refresh_token=refresh,
+        **_request_limits(get, verifier.max_size),
         legacy_client_id=_optional_string(
             get("SAML2_BEARER_LEGACY_CLIENT_ID"), "SAML2_BEARER_LEGACY_CLIENT_ID"
         ),
     )
+
+
+def _request_limits(get: Callable[[str], Any], max_assertion_size: int) -> dict[str, int]:
+    """``SAML2_BEARER_MAX_REQUEST_SIZE`` (at least the assertion size; default four
+    times it), ``SAML2_BEARER_MAX_REQUEST_PARAMETERS`` and ``SAML2_BEARER_RETRY_AFTER``."""
+    key = "SAML2_BEARER_MAX_REQUEST_SIZE"
+    size = get(key)
+    if size is None:
+        size = 4 * max_assertion_size
+    elif _seconds(size, key, 1024, 10**9) < max_assertion_size:
+        raise ConfigurationError(
+            f"{key} must be at least SAML2_BEARER_MAX_ASSERTION_SIZE ({max_assertion_size})"
+        )
+    parameters = "SAML2_BEARER_MAX_REQUEST_PARAMETERS"
+    retry_after = "SAML2_BEARER_RETRY_AFTER"
+    return {
+        "max_request_size": size,
+        "max_request_parameters": _seconds(get(parameters), parameters, 8, 10_000),
+        "retry_after": _seconds(get(retry_after), retry_after, 1, 3600),
+    }
 
 
 def _strings(value: Any, key: str) -> list[str]:
@@ -170,11 +231,38 @@ def _seconds(value: Any, key: str, low: int, high: int) -> int:
     return value
 
 
-def _identity_providers(entries: Any) -> TrustStore:
+def _metadata_options(
+    get: Callable[[str], Any], instance_path: str | None
+) -> tuple[RefreshPolicy, str | None]:
+    """The ``SAML2_BEARER_METADATA_*`` settings: the refresh policy and the backing-file folder."""
+    names = {
+        "min_interval": ("SAML2_BEARER_METADATA_MIN_REFRESH", 1, 30 * 86_400),
+        "max_interval": ("SAML2_BEARER_METADATA_MAX_REFRESH", 1, 30 * 86_400),
+        "retry_min": ("SAML2_BEARER_METADATA_RETRY_MIN", 1, 86_400),
+        "retry_max": ("SAML2_BEARER_METADATA_RETRY_MAX", 1, 86_400),
+        "timeout": ("SAML2_BEARER_METADATA_TIMEOUT", 1, 300),
+        "max_size": ("SAML2_BEARER_METADATA_MAX_SIZE", 4096, 1 << 30),
+    }
+    policy = RefreshPolicy(
+        **{field: _seconds(get(key), key, low, high) for field, (key, low, high) in names.items()}
+    )
+    key = "SAML2_BEARER_METADATA_CACHE_DIR"
+    cache_dir = get(key)
+    if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
+        raise ConfigurationError(f"{key} must be a folder path")
+    if cache_dir is None and instance_path:
+        cache_dir = os.path.join(instance_path, "saml2-bearer-metadata")
+    return policy, None if cache_dir is None else os.fspath(cache_dir)
+
+
+def _identity_providers(
+    entries: Any, signature_policy: SignaturePolicy, metadata: tuple[RefreshPolicy, str | None]
+) -> TrustStore:
     key = "SAML2_BEARER_IDENTITY_PROVIDERS"
     if isinstance(entries, (str, Mapping)) or not isinstance(entries, (list, tuple)):
         raise ConfigurationError(f"{key} must be a list")
     providers: list[IdentityProvider] = []
+    sources: list[MetadataSource] = []
     for index, entry in enumerate(entries):
         where = f"{key}[{index}]"
         if isinstance(entry, IdentityProvider):
@@ -183,6 +271,17 @@ def _identity_providers(entries: Any) -> TrustStore:
         if not isinstance(entry, Mapping):
             raise ConfigurationError(f"{where} must be a dict")
         try:
+            if "metadata_url" in entry:  # fetched and refreshed by metadata.py
+                policy, cache_dir = metadata
+                sources.append(
+                    metadata_source(
+                        entry,
+                        signature_policy=signature_policy,
+                        refresh=policy,
+                        cache_dir=cache_dir,
+                    )
+                )
+                continue
             unknown = set(entry) - _ENTRY_KEYS
             if unknown:
                 raise ConfigurationError(f"unknown keys {sorted(map(str, unknown))}")
@@ -190,9 +289,13 @@ def _identity_providers(entries: Any) -> TrustStore:
             if "metadata" in entry:
                 providers.extend(
                     dataclasses.replace(provider, client_ids=client_ids)
-                    for provider in _from_metadata(entry)
+                    for provider in _from_metadata(entry, signature_policy)
                 )
                 continue
+            if "metadata_certificate" in entry:
+                raise ConfigurationError(
+                    "'metadata_certificate' needs 'metadata' or 'metadata_url'"
+                )
             certificates = entry.get("certificates")
             if isinstance(certificates, str):
                 certificates = [certificates]
@@ -209,18 +312,32 @@ def _identity_providers(entries: Any) -> TrustStore:
             )
         except ConfigurationError as exc:
             raise ConfigurationError(f"{where}: {exc}") from None
+    named = [p.entity_id for p in providers] + [s.entity_id for s in sources if s.entity_id]
+    twice = sorted({entity_id for entity_id in named if named.count(entity_id) > 1})
     try:
+        if twice:
+            raise ConfigurationError(f"Identity provider {twice[0]!r} is configured twice")
+        if sources:
+            return RefreshingTrustStore(providers, sources)
         return TrustStore(providers)
     except ConfigurationError as exc:
         raise ConfigurationError(f"{key}: {exc}") from None
 
 
-def _from_metadata(entry: Mapping[str, Any]) -> list[IdentityProvider]:
+def _from_metadata(
+    entry: Mapping[str, Any], signature_policy: SignaturePolicy
+) -> list[IdentityProvider]:
     # An aggregate (federation) metadata file names many IdPs: with an
     # 'entity_id' only that one is trusted, never silently all of them.
     if "certificates" in entry:
         raise ConfigurationError("takes 'metadata' or 'certificates', not both")
-    providers = load_metadata(entry["metadata"])
+    if "metadata_certificate" in entry:  # signed metadata: verified, read from what was signed
+        providers = read_metadata_file(
+            entry["metadata"], entry["metadata_certificate"], signature_policy
+        )
+    else:
+        providers = load_metadata(entry["metadata"])
+    report_expired(providers)
     if "entity_id" not in entry:
         return providers
     selected = [p for p in providers if p.entity_id == entry["entity_id"]]
@@ -231,7 +348,16 @@ def _from_metadata(entry: Mapping[str, Any]) -> list[IdentityProvider]:
 
 def _replay_cache(value: Any) -> ReplayCache:
     key = "SAML2_BEARER_REPLAY_CACHE"
-    if isinstance(value, str):
+    if isinstance(value, str) and value.startswith(REDIS_URL_SCHEMES):
+        try:
+            value = RedisReplayCache(value)
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"{key}: a Redis URL needs redis-py: pip install 'authlib-saml2-grant[redis]'"
+            ) from exc
+        except ValueError as exc:  # redis-py's message names the bad part, not the password
+            raise ConfigurationError(f"{key}: invalid Redis URL: {exc}") from None
+    elif isinstance(value, str):
         try:
             value = import_string(value)
         except ImportStringError as exc:

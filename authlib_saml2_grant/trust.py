@@ -19,10 +19,13 @@ from collections.abc import Iterator
 from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field
+from datetime import datetime
+from datetime import timezone
 from types import MappingProxyType
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from lxml import etree
 
 from .errors import AssertionRejected
 from .errors import ConfigurationError
@@ -37,6 +40,8 @@ __all__ = [
     "TrustStore",
     "load_certificate",
     "load_metadata",
+    "metadata_expired",
+    "providers_from_metadata",
     "RecordingResolver",
     "client_not_allowed",
     "fingerprint",
@@ -44,6 +49,8 @@ __all__ = [
 
 _PEM = re.compile(r"-----BEGIN CERTIFICATE-----\s*(.+?)\s*-----END CERTIFICATE-----", re.DOTALL)
 _WHITESPACE = re.compile(r"\s+")
+_ENTITY_DESCRIPTOR = qname(MD_NS, "EntityDescriptor")
+_ENTITIES_DESCRIPTOR = qname(MD_NS, "EntitiesDescriptor")
 _IDP_SIGNING_CERTS = element_xpath(
     "md:IDPSSODescriptor/md:KeyDescriptor[not(@use) or @use='signing']"
     "/ds:KeyInfo/ds:X509Data/ds:X509Certificate",
@@ -67,11 +74,18 @@ class IdentityProvider:
         :func:`load_certificate` reads.
     :param client_ids: the OAuth clients that may present this IdP's
         assertions; ``None`` (the default): every client.
+    :param valid_until: the ``validUntil`` of the metadata the keys come from
+        (the earliest on the way from its root to this IdP); from then on the
+        IdP's assertions are refused (``metadata_expired``). ``None``: no limit.
+    :param source: where the keys come from: a metadata file or URL; ``None``
+        for certificates configured inline. Reported by ``saml2-bearer check``.
     """
 
     entity_id: str
     certificates: tuple[x509.Certificate, ...]
     client_ids: frozenset[str] | None = None
+    valid_until: datetime | None = None
+    source: str | None = None
     _by_fingerprint: Mapping[str, x509.Certificate] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -92,6 +106,12 @@ class IdentityProvider:
                     f"Identity provider {self.entity_id!r}: client_ids must be a list of client IDs"
                 )
             object.__setattr__(self, "client_ids", frozenset(client_ids))
+        if self.valid_until is not None and (
+            not isinstance(self.valid_until, datetime) or self.valid_until.tzinfo is None
+        ):
+            raise ConfigurationError(
+                f"Identity provider {self.entity_id!r}: valid_until must be an aware datetime"
+            )
         by_fingerprint = {
             fingerprint(cert.public_bytes(Encoding.DER)): cert for cert in certificates
         }
@@ -135,6 +155,18 @@ class RecordingResolver:
         if provider is not None:
             self.provider = provider
         return provider
+
+
+def metadata_expired(provider: IdentityProvider, now: datetime) -> AssertionRejected:
+    """The refusal of an assertion whose IdP's metadata passed its ``validUntil``."""
+    return AssertionRejected(
+        "metadata_expired",
+        "The metadata that names the IdP's keys has expired (validUntil)",
+        issuer=provider.entity_id,
+        valid_until=provider.valid_until.isoformat() if provider.valid_until else None,
+        now=now.isoformat(),
+        source=provider.source,
+    )
 
 
 def client_not_allowed(
@@ -250,10 +282,25 @@ def load_metadata(source: str | bytes | os.PathLike[str]) -> list[IdentityProvid
         root = parse_xml(data.strip())
     except AssertionRejected as exc:
         raise ConfigurationError(f"SAML metadata is not usable XML: {exc.message}") from exc
-    if root.tag == qname(MD_NS, "EntityDescriptor"):
+    path = source if isinstance(source, str) and not source.lstrip().startswith("<") else None
+    return providers_from_metadata(root, source=path)
+
+
+def providers_from_metadata(
+    root: etree._Element, source: str | None = None
+) -> list[IdentityProvider]:
+    """The IdPs of a parsed metadata document (its signature, if any, already verified).
+
+    Each IdP's ``valid_until`` is the earliest ``validUntil`` from the root
+    down to its ``EntityDescriptor``.
+
+    :param source: where the document comes from, recorded on each IdP.
+    :raise ConfigurationError: when it names no IdP, or a ``validUntil`` is malformed.
+    """
+    if root.tag == _ENTITY_DESCRIPTOR:
         entities = [root]
-    elif root.tag == qname(MD_NS, "EntitiesDescriptor"):
-        entities = list(root.iter(qname(MD_NS, "EntityDescriptor")))
+    elif root.tag == _ENTITIES_DESCRIPTOR:
+        entities = list(root.iter(_ENTITY_DESCRIPTOR))
     else:
         raise ConfigurationError("SAML metadata must be an EntityDescriptor or EntitiesDescriptor")
     providers = []
@@ -266,8 +313,43 @@ def load_metadata(source: str | bytes | os.PathLike[str]) -> list[IdentityProvid
             IdentityProvider(
                 entity_id=entity_id,
                 certificates=tuple(load_certificate(cert.text or "") for cert in certs),
+                valid_until=metadata_valid_until(entity),
+                source=source,
             )
         )
     if not providers:
         raise ConfigurationError("SAML metadata names no IdP with a signing certificate")
     return providers
+
+
+def metadata_valid_until(element: etree._Element) -> datetime | None:
+    """The earliest ``validUntil`` of ``element`` and its metadata ancestors."""
+    earliest = None
+    node: etree._Element | None = element
+    while node is not None:
+        value = node.get("validUntil")
+        if value is not None:
+            instant = parse_metadata_instant(value, "validUntil")
+            if earliest is None or instant < earliest:
+                earliest = instant
+        node = node.getparent()
+    return earliest
+
+
+def parse_metadata_instant(value: str, attribute: str) -> datetime:
+    """An ``xs:dateTime`` of metadata, as an aware UTC datetime (no zone: UTC).
+
+    :raise ConfigurationError: when it is not a date and time.
+    """
+    text = value.strip()
+    if text[-1:] in ("Z", "z"):
+        text = text[:-1] + "+00:00"
+    try:
+        instant = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigurationError(
+            f"SAML metadata {attribute} is not an xs:dateTime: {value[:40]!r}"
+        ) from None
+    if instant.tzinfo is None:
+        instant = instant.replace(tzinfo=timezone.utc)
+    return instant.astimezone(timezone.utc)

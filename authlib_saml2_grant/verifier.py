@@ -41,6 +41,7 @@ from .rules import passed
 from .signature import SignaturePolicy
 from .trust import IdentityProvider
 from .trust import TrustStore
+from .trust import metadata_expired
 from .xml import ASSERTION_TAG
 from .xml import RESPONSE_TAG
 from .xml import SAML_NS
@@ -175,7 +176,7 @@ class AssertionVerifier:
             return self._verify_response(root, audiences, recipients, resolve, clock, trace)
         _check_root(root)
         passed(trace, "structure", lambda: {"id": root.get("ID")})
-        provider = _select_provider(root, resolve)
+        provider = _select_provider(root, resolve, clock.now)
         passed(trace, "issuer", lambda: {"issuer": provider.entity_id})
         signed = self.signature_policy.verify(root, provider)
         passed(trace, "signature", lambda: {"fingerprints": list(provider.fingerprints)})
@@ -206,12 +207,10 @@ class AssertionVerifier:
         )
         _check_root(assertion)
         passed(trace, "structure", lambda: {"id": assertion.get("ID")})
-        provider = _select_provider(assertion, resolve)
+        provider = _select_provider(assertion, resolve, clock.now)
         check_response_issuer(root, provider.entity_id)
         passed(trace, "issuer", lambda: {"issuer": provider.entity_id})
-        signed, what = verify_response_signatures(
-            self.signature_policy, root, assertion, provider
-        )
+        signed, what = verify_response_signatures(self.signature_policy, root, assertion, provider)
         passed(
             trace,
             "signature",
@@ -269,8 +268,11 @@ def _check_root(root: etree._Element) -> None:
         raise AssertionRejected("id_missing", "The assertion has no ID attribute")
 
 
-def _select_provider(root: etree._Element, resolve: ProviderResolver) -> IdentityProvider:
-    """The trusted IdP named by the (not yet verified) ``Issuer``: it only chooses keys."""
+def _select_provider(
+    root: etree._Element, resolve: ProviderResolver, now: datetime
+) -> IdentityProvider:
+    """The trusted IdP named by the (not yet verified) ``Issuer``: it only chooses keys,
+    and only while the metadata that published them is valid (``validUntil``)."""
     issuer = check_issuer(child_groups(root))
     provider = resolve(issuer)
     if provider is None:
@@ -284,4 +286,6 @@ def _select_provider(root: etree._Element, resolve: ProviderResolver) -> Identit
             issuer=issuer[:200],
             resolved=provider.entity_id,
         )
+    if provider.valid_until is not None and now >= provider.valid_until:
+        raise metadata_expired(provider, now)
     return provider

@@ -36,6 +36,7 @@ from authlib_saml2_grant import SAML2_BEARER_GRANT_TYPE
 from authlib_saml2_grant import SAML2BearerGrant
 from authlib_saml2_grant import SQLAlchemyReplayCache
 from authlib_saml2_grant import VerifiedAssertion
+from authlib_saml2_grant import get_settings
 from authlib_saml2_grant import init_app
 from authlib_saml2_grant.replay import replay_key
 
@@ -153,7 +154,8 @@ class JWTGrant(JWTBearerGrant):
 
 
 class JWTReplayGrant(JWTGrant):
-    """The same, recording each ``jti`` in our replay cache, as our grant does."""
+    """The same, recording each ``jti`` in the app's replay cache (the store our
+    grant uses, ``SAML2_BEARER_REPLAY_CACHE``), as our grant does."""
 
     def process_assertion_claims(self, assertion):
         claims = super().process_assertion_claims(assertion)
@@ -164,7 +166,8 @@ class JWTReplayGrant(JWTGrant):
         super().validate_token_request()
         claims = self.request.jwt_claims
         expires = datetime.fromtimestamp(claims["exp"], timezone.utc)
-        if not replay_cache.add(replay_key(claims["iss"], str(claims.get("jti"))), expires):
+        cache = get_settings().replay_cache
+        if not cache.add(replay_key(claims["iss"], str(claims.get("jti"))), expires):
             raise InvalidGrantError(description="The JWT was already used.")
 
 
@@ -176,18 +179,29 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 
 def create_app(
-    database: str, certificate_pem: str, jwt_public_key: RSAKey, create: bool = False
+    database: str,
+    certificate_pem: str,
+    jwt_public_key: RSAKey,
+    create: bool = False,
+    replay: object = None,
 ) -> Flask:
-    """The app; ``create=True`` also creates the tables and seeds them."""
+    """The app; ``create=True`` also creates the tables and seeds them.
+
+    :param database: a SQLite file, or a database URL (the production shape's PostgreSQL).
+    :param replay: ``SAML2_BEARER_REPLAY_CACHE`` (e.g. a Redis URL); default
+        :data:`replay_cache`, the table in ``database``.
+    """
     app = Flask(__name__)
     app.config.update(
-        SQLALCHEMY_DATABASE_URI=f"sqlite:///{os.path.abspath(database)}",
+        SQLALCHEMY_DATABASE_URI=(
+            database if "://" in database else f"sqlite:///{os.path.abspath(database)}"
+        ),
         SAML2_BEARER_AUDIENCES=[AS_ENTITY_ID, TOKEN_ENDPOINT],
         SAML2_BEARER_RECIPIENTS=[TOKEN_ENDPOINT],
         SAML2_BEARER_IDENTITY_PROVIDERS=[
             {"entity_id": "https://idp.example.com", "certificates": [certificate_pem]}
         ],
-        SAML2_BEARER_REPLAY_CACHE=replay_cache,
+        SAML2_BEARER_REPLAY_CACHE=replay_cache if replay is None else replay,
         OAUTH2_TOKEN_EXPIRES_IN={SAML2_BEARER_GRANT_TYPE: 600, JWT_BEARER_GRANT_TYPE: 600},
     )
     db.init_app(app)
@@ -211,8 +225,9 @@ def create_app(
             methods=["POST"],
         )
     with app.app_context():
-        event.listen(db.engine, "connect", _sqlite_pragmas)
-        db.engine.dispose()  # reconnect with the pragmas
+        if db.engine.dialect.name == "sqlite":
+            event.listen(db.engine, "connect", _sqlite_pragmas)
+            db.engine.dispose()  # reconnect with the pragmas
         if create:
             db.create_all()
             seed()

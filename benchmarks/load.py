@@ -68,7 +68,9 @@ def _wait_ready(port: int, process: subprocess.Popen, timeout: float = 30.0) -> 
     raise RuntimeError("gunicorn did not start listening in time")
 
 
-def _prepare(workload: Workload, directory: str) -> None:
+def _prepare(workload: Workload, directory: str, database: str | None = None) -> None:
+    """Write the keys into ``directory``; create and seed the database
+    (``database``: a URL, default a SQLite file in ``directory``)."""
     with open(os.path.join(directory, "idp.pem"), "w", encoding="ascii") as handle:
         handle.write(certificate_pem(workload))
     with open(os.path.join(directory, "jwt.pem"), "wb") as handle:
@@ -78,7 +80,7 @@ def _prepare(workload: Workload, directory: str) -> None:
             )
         )
     app = create_app(
-        os.path.join(directory, "bench.db"),
+        database or os.path.join(directory, "bench.db"),
         certificate_pem(workload),
         workload.jwt_public_key,
         create=True,

@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--quick] [--load] [--write docs/benchmarks.md]``."""
+"""``python -m benchmarks [--quick] [--load] [--production | --production-only] [--write PATH]``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,9 @@ from .harness import Stats
 from .harness import interleave
 from .memory import MIB
 from .memory import measure_memory
+from .production import ProductionSection
+from .production import run_production
+from .production import write_section
 from .report import Report
 from .report import Table
 from .report import machine_info
@@ -53,6 +56,7 @@ class Plan:
     memory_warmup: int = 1_000
     load_requests: int = 2000
     time_cap: float = 35.0
+    production_requests: int = 2000
 
 
 DEFAULT = Plan()
@@ -65,6 +69,7 @@ QUICK = Plan(
     memory_warmup=300,
     load_requests=120,
     time_cap=5.0,
+    production_requests=160,
 )
 
 
@@ -259,15 +264,67 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a ~20 s smoke run")
     parser.add_argument("--load", action="store_true", help="add the gunicorn load test")
+    parser.add_argument(
+        "--production",
+        action="store_true",
+        help="add the production shape: gunicorn, 4 workers, replay on PostgreSQL and Redis",
+    )
+    parser.add_argument(
+        "--production-only",
+        action="store_true",
+        help="run the production shape alone; --write then replaces only its section",
+    )
     parser.add_argument("--write", metavar="PATH", help="write the results as Markdown")
     args = parser.parse_args(argv)
-    command = "python -m benchmarks" + "".join(
-        f" {flag}" for flag, on in (("--quick", args.quick), ("--load", args.load)) if on
+    flags = (
+        ("--quick", args.quick),
+        ("--load", args.load and not args.production_only),
+        ("--production", args.production and not args.production_only),
+        ("--production-only", args.production_only),
     )
-    report = run(QUICK if args.quick else DEFAULT, load=args.load, command=command)
+    command = "python -m benchmarks" + "".join(f" {flag}" for flag, on in flags if on)
+    plan = QUICK if args.quick else DEFAULT
+    if args.production_only:
+        section = _production(plan, command, machine_info())
+        print(section.text())
+        if args.write:
+            write_section(args.write, section)
+            _progress(f"wrote the production-shape section of {args.write}")
+        return 0
+    report = run(plan, load=args.load, command=command)
+    markdown = report.markdown()
     print(report.text())
+    if args.production:
+        section = _production(plan, command, report.info)
+        print("\n" + section.text())
+        markdown += "\n" + section.markdown()
     if args.write:
         with open(args.write, "w", encoding="utf-8") as handle:
-            handle.write(report.markdown())
+            handle.write(markdown)
         _progress(f"wrote {args.write}")
     return 0
+
+
+def _production(plan: Plan, command: str, machine: dict[str, str]) -> ProductionSection:
+    if importlib.util.find_spec("gunicorn") is None:
+        section = ProductionSection(command, machine)
+        section.tables.append(
+            Table(
+                "Production-shape targets",
+                ["target", "measured", "verdict"],
+                [["production shape", "not run (no gunicorn)", "-"]],
+            )
+        )
+        return section
+    _progress("generating keys (production shape)")
+    workload = Workload.create()
+    with tempfile.TemporaryDirectory(prefix="saml2-production-") as directory:
+        return run_production(
+            workload,
+            directory,
+            command,
+            machine,
+            requests=plan.production_requests,
+            time_cap=plan.time_cap * 4,
+            progress=_progress,
+        )

@@ -18,4 +18,17 @@ with open(os.path.join(_directory, "idp.pem"), encoding="ascii") as _handle:
 with open(os.path.join(_directory, "jwt.pem"), "rb") as _handle:
     _jwt_key = RSAKey.import_key(_handle.read())
 
-app = create_app(os.path.join(_directory, "bench.db"), _certificate, _jwt_key)
+# The production shape (benchmarks.production) sets a PostgreSQL URL and a replay store.
+_replay = None
+if os.environ.get("SAML2_BENCH_REDIS_URL"):
+    from authlib_saml2_grant import RedisReplayCache
+
+    _replay = RedisReplayCache(
+        os.environ["SAML2_BENCH_REDIS_URL"], key_prefix=os.environ["SAML2_BENCH_REDIS_PREFIX"]
+    )
+app = create_app(
+    os.environ.get("SAML2_BENCH_DATABASE_URL") or os.path.join(_directory, "bench.db"),
+    _certificate,
+    _jwt_key,
+    replay=_replay,
+)

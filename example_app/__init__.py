@@ -14,6 +14,8 @@ Modules, in the order a request meets them: :mod:`~example_app.config`
 variables), :mod:`~example_app.logs` (console logging of reason codes),
 :mod:`~example_app.oauth` (the ``saml2_bearer`` extension, the saml2-bearer
 and refresh-token grants, the authorization server),
+:mod:`~example_app.legacy` (Salesforce's ``grant_type=assertion``, its
+``id`` and ``instance_url``, the identity URLs),
 :mod:`~example_app.tokens` (RFC 9068 JWT access tokens, OpenID Connect ID
 tokens), :mod:`~example_app.keys` (the server's signing key),
 :mod:`~example_app.routes` (endpoints, RFC 8414 metadata, JWKS),

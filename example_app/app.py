@@ -14,6 +14,7 @@ from .commands import register_commands
 from .config import INSTANCE_PATH_ENV
 from .config import derive_settings
 from .config import load_config
+from .legacy import init_legacy
 from .logs import configure_logging
 from .models import db
 from .oauth import init_oauth
@@ -48,7 +49,9 @@ def create_app(config: Mapping[str, Any] | None = None, instance_path: str | Non
     db.init_app(app)
     # Validate every SAML2_BEARER_* setting now: a bad one fails at start-up.
     saml2_bearer.init_app(app)
-    init_oauth(app)
+    server = init_oauth(app)
+    # Salesforce's grant_type=assertion, its id and instance_url, the identity URLs.
+    init_legacy(app, server)
     app.register_blueprint(bp)
     app.extensions[FACTORY_CONFIG_KEY] = dict(config or {})
     register_commands(app)

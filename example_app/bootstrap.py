@@ -2,7 +2,10 @@
 
 The demo client may use the saml2-bearer grant and refresh tokens, and ask
 for ``openid profile email offline_access``: an ID token, the mapped
-``name`` and ``email`` claims, and a refresh token.
+``name`` and ``email`` claims, and a refresh token. Beside it: a service
+client authenticating with a SAML assertion, and the client of Salesforce's
+``grant_type=assertion`` requests without credentials
+(``SAML2_BEARER_LEGACY_CLIENT_ID``, see :mod:`example_app.legacy`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ __all__ = [
     "DEMO_CLIENT_METADATA",
     "DEMO_SERVICE_ID",
     "DEMO_SERVICE_METADATA",
+    "DEMO_LEGACY_CLIENT_ID",
+    "DEMO_LEGACY_CLIENT_METADATA",
     "Credentials",
     "initialize",
 ]
@@ -55,6 +60,20 @@ DEMO_SERVICE_METADATA: Mapping[str, Any] = {
     "client_name": "Demo service (SAML client assertion)",
     "grant_types": ["client_credentials", SAML2_BEARER_GRANT_TYPE],
     "token_endpoint_auth_method": "client_assertion_saml2_bearer",
+    "scope": "profile",
+}
+
+
+#: The client that Salesforce-style ``grant_type=assertion`` requests without
+#: client credentials get their tokens for (``SAML2_BEARER_LEGACY_CLIENT_ID``).
+#: It has no secret and no other grant: whoever holds a valid Response gets a
+#: token for it, so give it only the scope such clients need.
+DEMO_LEGACY_CLIENT_ID = "demo-legacy-client"
+#: Its registration metadata.
+DEMO_LEGACY_CLIENT_METADATA: Mapping[str, Any] = {
+    "client_name": "Clients of the SAML assertion flow without credentials",
+    "grant_types": ["assertion"],
+    "token_endpoint_auth_method": "none",
     "scope": "profile",
 }
 
@@ -101,6 +120,14 @@ def initialize() -> Credentials:
         db.session.add(service)
     if service.client_metadata != DEMO_SERVICE_METADATA:
         service.set_client_metadata(dict(DEMO_SERVICE_METADATA))
+    legacy = db.session.execute(
+        db.select(Client).filter_by(client_id=DEMO_LEGACY_CLIENT_ID)
+    ).scalar_one_or_none()
+    if legacy is None:
+        legacy = Client(client_id=DEMO_LEGACY_CLIENT_ID, client_secret="")
+        db.session.add(legacy)
+    if legacy.client_metadata != DEMO_LEGACY_CLIENT_METADATA:
+        legacy.set_client_metadata(dict(DEMO_LEGACY_CLIENT_METADATA))
     db.session.commit()
     if created:
         log.info("Created the demo user %s and client %s", DEMO_USER_EMAIL, DEMO_CLIENT_ID)

@@ -64,6 +64,9 @@ def init_command() -> None:
     click.echo(f"  token endpoint: {base_url}/oauth/token")
     click.echo(f"  client_id:      {credentials.client_id}")
     click.echo(f"  client_secret:  {credentials.client_secret}")
+    legacy_client = cfg.get("SAML2_BEARER_LEGACY_CLIENT_ID")
+    if legacy_client:
+        click.echo(f"  legacy client:  {legacy_client} (grant_type=assertion without credentials)")
     click.echo(f"  demo user:      {credentials.user_email}")
     click.echo(f"  signing key:    {app.instance_path}/{SIGNING_KEY_FILENAME}")
     click.echo(f"  JWKS:           {base_url}{JWKS_PATH}")

@@ -2,16 +2,18 @@
 
 Each layer overrides the one before it. The example app's own settings:
 
-===========================  =============================  ============================
-setting                      environment variable           default
-===========================  =============================  ============================
-``EXAMPLE_APP_BASE_URL``     ``EXAMPLE_APP_BASE_URL``       ``"http://127.0.0.1:5000"``
-``EXAMPLE_APP_DEMO_IDP``     ``EXAMPLE_APP_DEMO_IDP``       ``True``
-``EXAMPLE_APP_LOG_LEVEL``    ``EXAMPLE_APP_LOG_LEVEL``      ``"INFO"``
-``SQLALCHEMY_DATABASE_URI``  ``EXAMPLE_APP_DATABASE_URL``   SQLite ``example_app.db`` in
-                                                            the instance folder
-(the instance folder)        ``EXAMPLE_APP_INSTANCE_PATH``  Flask's ``instance/``
-===========================  =============================  ============================
+=============================  =============================  ============================
+setting                        environment variable           default
+=============================  =============================  ============================
+``EXAMPLE_APP_BASE_URL``       ``EXAMPLE_APP_BASE_URL``       ``"http://127.0.0.1:5000"``
+``EXAMPLE_APP_DEMO_IDP``       ``EXAMPLE_APP_DEMO_IDP``       ``True``
+``EXAMPLE_APP_LOG_LEVEL``      ``EXAMPLE_APP_LOG_LEVEL``      ``"INFO"``
+``SQLALCHEMY_DATABASE_URI``    ``EXAMPLE_APP_DATABASE_URL``   SQLite ``example_app.db`` in
+                                                              the instance folder
+``SAML2_BEARER_REPLAY_CACHE``  ``EXAMPLE_APP_REPLAY_CACHE``   the replay table in that
+                                                              database
+(the instance folder)          ``EXAMPLE_APP_INSTANCE_PATH``  Flask's ``instance/``
+=============================  =============================  ============================
 
 An empty environment variable counts as unset. ``EXAMPLE_APP_DEMO_IDP`` is
 parsed explicitly, wherever it comes from: ``1/true/yes/on`` or
@@ -53,6 +55,7 @@ from flask import Flask
 from authlib_saml2_grant import SAML2_BEARER_GRANT_TYPE
 from authlib_saml2_grant import ConfigurationError
 
+from .bootstrap import DEMO_LEGACY_CLIENT_ID
 from .idp import demo_idp_exists
 from .idp import settings_entry
 from .models import replay_cache
@@ -83,6 +86,8 @@ ENVIRONMENT: Mapping[str, str] = {
     "EXAMPLE_APP_DEMO_IDP": "EXAMPLE_APP_DEMO_IDP",
     "EXAMPLE_APP_LOG_LEVEL": "EXAMPLE_APP_LOG_LEVEL",
     DATABASE_URL_ENV: "SQLALCHEMY_DATABASE_URI",
+    # A Redis URL ("redis://host:6379/0") or an import string; default the SQL table.
+    "EXAMPLE_APP_REPLAY_CACHE": "SAML2_BEARER_REPLAY_CACHE",
 }
 
 #: Defaults; ``instance/config.py``, the environment and ``create_app(config)`` override them.
@@ -95,8 +100,21 @@ DEFAULTS: Mapping[str, Any] = {
     "EXAMPLE_APP_LOG_LEVEL": "INFO",
     # openid: an ID token; offline_access: a refresh token (OpenID Connect Core 11).
     "OAUTH2_SCOPES_SUPPORTED": ["openid", "profile", "email", "offline_access"],
+    # Test each pooled connection before use: after a database restart the
+    # dropped ones are replaced, and the server recovers without a restart.
+    "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+    # The token endpoint refuses larger bodies (413) before reading them, and
+    # more parameters before parsing them (@saml2_bearer.token_endpoint).
+    "SAML2_BEARER_MAX_REQUEST_SIZE": 512 * 1024,
+    "SAML2_BEARER_MAX_REQUEST_PARAMETERS": 100,
+    # Seconds clients wait before retrying a 503 while the database is down.
+    "SAML2_BEARER_RETRY_AFTER": 5,
     # Authlib's own token lifetime setting, per grant type.
-    "OAUTH2_TOKEN_EXPIRES_IN": {SAML2_BEARER_GRANT_TYPE: 3600, "refresh_token": 3600},
+    "OAUTH2_TOKEN_EXPIRES_IN": {
+        SAML2_BEARER_GRANT_TYPE: 3600,
+        "refresh_token": 3600,
+        "assertion": 3600,  # Salesforce's SAML assertion flow (example_app.legacy)
+    },
     # Authlib's default generator makes refresh tokens only when this is set.
     "OAUTH2_REFRESH_TOKEN_GENERATOR": True,
     "SAML2_BEARER_IDENTITY_PROVIDERS": [],
@@ -104,6 +122,10 @@ DEFAULTS: Mapping[str, Any] = {
     "SAML2_BEARER_MAX_ASSERTION_LIFETIME": 7200,
     # A refresh token only when the granted scope has offline_access.
     "SAML2_BEARER_ISSUE_REFRESH_TOKEN": "offline_access",
+    # Salesforce's grant_type=assertion without client credentials: the token goes
+    # to this client (created by init), so whoever holds a valid Response gets one.
+    # None: such requests are invalid_client (see example_app.legacy).
+    "SAML2_BEARER_LEGACY_CLIENT_ID": DEMO_LEGACY_CLIENT_ID,
     # Claim name -> the SAML attribute Name (or FriendlyName) carrying it, the
     # first one present wins: common names (the demo IdP sends mail, displayName
     # and memberOf) and their urn:oid forms (SAML V2.0 X.500/LDAP attribute

@@ -7,7 +7,11 @@ authentication (:rfc:`7522#section-2.1`) for a JWT access token
 (:rfc:`9068`), an ID token and a refresh token, verifies both JWTs with the
 keys at ``jwks_uri``, calls the protected API with the access token,
 refreshes it (:rfc:`6749#section-6`), and replays the assertion to show the
-``invalid_grant`` refusal.
+``invalid_grant`` refusal. Then Salesforce's SAML assertion flow
+(:mod:`example_app.legacy`): a whole signed Web SSO Response from the demo
+IdP, posted with ``grant_type=assertion`` and no client credentials, gives an
+access token with ``id`` and ``instance_url`` and no refresh token; the ``id``
+URL answers with the user; the replayed Response is refused.
 
 The transcript goes to standard output. The served app's own log lines,
 among them the rejection of the replayed assertion with ``reason=replayed``,
@@ -39,11 +43,13 @@ from werkzeug.serving import WSGIRequestHandler
 from werkzeug.serving import make_server
 
 from authlib_saml2_grant import SAML2_BEARER_GRANT_TYPE
+from authlib_saml2_grant import SAML2_BROWSER_SSO_ASSERTION_TYPE
 from authlib_saml2_grant import assertion_rejected
 
 from .bootstrap import Credentials
 from .idp import DEMO_DIRECTORY
 from .idp import mint_assertion
+from .idp import mint_response
 from .keys import SIGNING_ALG
 
 __all__ = ["HttpResult", "run_demo", "serve"]
@@ -126,6 +132,8 @@ def run_demo(app: Flask, base_url: str, credentials: Credentials) -> bool:
     assertion_rejected.connect(on_rejected, app)
     try:
         _flow(app, base_url, credentials, steps, reasons)
+        if not steps.failed:
+            _legacy_flow(app, base_url, credentials, steps, reasons)
     finally:
         assertion_rejected.disconnect(on_rejected, app)
     click.echo()
@@ -229,6 +237,59 @@ def _flow(app, base_url, credentials, steps, reasons):
     if reasons:
         # The client sees only invalid_grant; the reason code goes to the server
         # log (on standard error, see example_app.logs) and to this signal.
+        click.echo(f"  assertion_rejected signal: reason={reasons[-1]}")
+    steps.expect("400 invalid_grant", result.status == 400 and body.get("error") == "invalid_grant")
+
+
+def _legacy_flow(app, base_url, credentials, steps, reasons):
+    """Salesforce's SAML assertion flow: a whole Response, no client credentials."""
+    token_endpoint = f"{base_url}/oauth/token"
+    login_url = base_url  # where an IdP posts the Response for browser SSO
+    steps.title("Mint a signed Web SSO Response at the demo IdP (Salesforce's assertion flow)")
+    with app.app_context():
+        response = mint_response(app, credentials.user_email, recipient=login_url)
+    click.echo(f"  Subject (NameID): {credentials.user_email}")
+    click.echo(f"  Destination:      {login_url} (the login URL; the token endpoint works too)")
+    click.echo(f"  Recipient:        {login_url}")
+    click.echo("  Signed:           the Response (as Okta and Entra ID sign by default)")
+    click.echo(f"  SAMLResponse:     {_shorten(response)} ({len(response)} chars, Base64)")
+    steps.count += 1
+
+    steps.title("Exchange it with grant_type=assertion and no client credentials")
+    form = {
+        "grant_type": "assertion",
+        "assertion_type": SAML2_BROWSER_SSO_ASSERTION_TYPE,
+        "assertion": response,
+    }
+    result = steps.send("POST", token_endpoint, None, form)
+    tokens = _json(result)
+    legacy_client = app.config["SAML2_BEARER_LEGACY_CLIENT_ID"]
+    click.echo(f"  issued to SAML2_BEARER_LEGACY_CLIENT_ID: {legacy_client}")
+    if not steps.expect(
+        "200 with a Bearer access token, id and instance_url, and no refresh token",
+        result.status == 200
+        and tokens.get("token_type") == "Bearer"
+        and bool(tokens.get("access_token"))
+        and str(tokens.get("id", "")).startswith(f"{base_url}/id/")
+        and tokens.get("instance_url") == base_url
+        and "refresh_token" not in tokens,
+    ):
+        return
+
+    steps.title("Call the identity URL (id) with the access token")
+    bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+    result = steps.send("GET", tokens["id"], bearer)
+    body = _json(result)
+    steps.expect(
+        f"200 for {credentials.user_email}",
+        result.status == 200 and body.get("user", {}).get("email") == credentials.user_email,
+    )
+
+    steps.title("Replay the same Response (one use only)")
+    seen = len(reasons)
+    result = steps.send("POST", token_endpoint, None, form)
+    body = _json(result)
+    if len(reasons) > seen:
         click.echo(f"  assertion_rejected signal: reason={reasons[-1]}")
     steps.expect("400 invalid_grant", result.status == 400 and body.get("error") == "invalid_grant")
 

@@ -55,6 +55,7 @@ __all__ = [
     "init_demo_idp",
     "load_demo_idp",
     "mint_assertion",
+    "mint_response",
     "settings_entry",
 ]
 
@@ -142,6 +143,23 @@ def mint_assertion(app: Flask, subject: str, **fields) -> str:
     fields.setdefault("recipient", app.config["SAML2_BEARER_RECIPIENTS"][0])
     fields.setdefault("attributes", dict(DEMO_DIRECTORY.get(subject, {})))
     return init_demo_idp(app).mint(subject=subject, **fields)
+
+
+def mint_response(app: Flask, subject: str, recipient: str | None = None, **fields) -> str:
+    """A whole signed Web SSO ``Response`` from the demo IdP, Base64 (padded,
+    standard alphabet), for Salesforce's ``grant_type=assertion`` flow.
+
+    Its ``Destination`` and the assertion's ``Recipient`` are ``recipient``
+    (default: the first of ``SAML2_BEARER_RECIPIENTS``, the token endpoint);
+    the Response root is signed, as Okta and Entra ID sign by default. Other
+    ``fields`` are those of :func:`mint_assertion`.
+    """
+    recipient = recipient or app.config["SAML2_BEARER_RECIPIENTS"][0]
+    fields.setdefault("audience", app.config["SAML2_BEARER_AUDIENCES"][0])
+    fields.setdefault("attributes", dict(DEMO_DIRECTORY.get(subject, {})))
+    return init_demo_idp(app).mint_response(
+        response={"destination": recipient}, subject=subject, recipient=recipient, **fields
+    )
 
 
 def _generate(folder: Path) -> None:

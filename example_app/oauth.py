@@ -17,6 +17,13 @@ the saml2-bearer grant issues when the granted scope has ``offline_access``
 (``SAML2_BEARER_ISSUE_REFRESH_TOKEN = "offline_access"``). Refresh tokens
 rotate: each use returns a new one and revokes the old token.
 
+The client lookup, the token saving and the user lookup roll the session
+back when the database fails (:func:`query_client`, :func:`save_token`), so
+the next use of the session in the request starts clean: the grant answers
+503 ``temporarily_unavailable`` while the database is down and recovers,
+without a restart, once it is back (``pool_pre_ping`` in
+:mod:`example_app.config` replaces the connections it dropped).
+
 Access tokens are :rfc:`9068` JWTs once the app's signing key exists (see
 :mod:`example_app.keys`): :func:`init_signing_key`, which the commands call,
 creates it and registers :class:`~example_app.tokens.JWTAccessTokenGenerator`
@@ -40,6 +47,7 @@ from authlib.oauth2.rfc6749 import grants
 from flask import Flask
 from flask import current_app
 from joserfc.jwk import KeySet
+from sqlalchemy.exc import SQLAlchemyError
 
 import authlib_saml2_grant
 from authlib_saml2_grant import SAML2Bearer
@@ -83,6 +91,38 @@ require_oauth = ResourceProtector()
 require_oauth.register_token_validator(create_bearer_token_validator(db.session, Token)())
 
 
+_query_client = create_query_client_func(db.session, Client)
+_save_token = create_save_token_func(db.session, Token)
+
+
+def query_client(client_id: str) -> Client | None:
+    """The client with ``client_id`` (Authlib's SQLAlchemy lookup); on a database
+    error the session is rolled back and the error raised (the grant answers 503)."""
+    try:
+        return _query_client(client_id)
+    except SQLAlchemyError:
+        _rollback()
+        raise
+
+
+def save_token(token: dict, request) -> None:
+    """Save the token (Authlib's SQLAlchemy saving, which commits); on a database
+    error the session is rolled back, with the assertion's replay record, and the
+    error raised (the grant answers 503 and the assertion stays unspent)."""
+    try:
+        _save_token(token, request)
+    except SQLAlchemyError:
+        _rollback()
+        raise
+
+
+def _rollback() -> None:
+    try:
+        db.session.rollback()
+    except SQLAlchemyError:  # the connection is gone: the pool drops it
+        log.warning("Rolling back the database session failed", exc_info=True)
+
+
 class _ClaimsInAccessToken:
     """Generates a grant's token with :meth:`get_token_claims` handed to the JWT
     access token generator (Authlib's generators receive no request)."""
@@ -110,9 +150,13 @@ class SAML2BearerGrant(_ClaimsInAccessToken, authlib_saml2_grant.SAML2BearerGran
 
     def authenticate_user(self, assertion):
         """The user whose email is the assertion's ``NameID``, or ``None``."""
-        return db.session.execute(
-            db.select(User).filter_by(email=assertion.subject)
-        ).scalar_one_or_none()
+        try:
+            return db.session.execute(
+                db.select(User).filter_by(email=assertion.subject)
+            ).scalar_one_or_none()
+        except SQLAlchemyError:
+            _rollback()
+            raise
 
     def get_token_claims(self) -> dict:
         """The claims of the verified assertion, for the access token."""
@@ -168,11 +212,7 @@ def init_oauth(app: Flask) -> AuthorizationServer:
     One server per app, kept in ``app.extensions``: Authlib reads the token
     settings (``OAUTH2_TOKEN_EXPIRES_IN``...) of the app it is bound to.
     """
-    server = AuthorizationServer(
-        app,
-        query_client=create_query_client_func(db.session, Client),
-        save_token=create_save_token_func(db.session, Token),
-    )
+    server = AuthorizationServer(app, query_client=query_client, save_token=save_token)
     server.register_grant(SAML2BearerGrant, [ExampleOpenIDToken()])
     server.register_grant(RefreshTokenGrant)
     server.register_grant(ClientCredentialsGrant)

@@ -23,13 +23,19 @@ from flask import Blueprint
 from flask import current_app
 from flask import jsonify
 from flask import request
+from sqlalchemy.exc import SQLAlchemyError
+
+from authlib_saml2_grant import TemporarilyUnavailableError
 
 from .keys import public_jwks
+from .legacy import LegacyAssertionGrant
+from .models import db
 from .oauth import ClientCredentialsGrant
 from .oauth import RefreshTokenGrant
 from .oauth import SAML2BearerGrant
 from .oauth import authorization_server
 from .oauth import require_oauth
+from .oauth import saml2_bearer
 
 __all__ = ["bp", "same_base_url", "JWKS_PATH"]
 
@@ -87,9 +93,31 @@ def _canonical(url: str) -> tuple[str, str, int | str | None, str]:
 
 
 @bp.post("/oauth/token")
+@saml2_bearer.token_endpoint
 def issue_token():
-    """The token endpoint (:rfc:`6749#section-3.2`) where assertions are exchanged."""
+    """The token endpoint (:rfc:`6749#section-3.2`) where assertions are exchanged.
+
+    ``saml2_bearer.token_endpoint`` refuses oversized, JSON and non-UTF-8 bodies and
+    too many parameters before the body is parsed (``SAML2_BEARER_MAX_REQUEST_*``)."""
     return authorization_server().create_token_response()
+
+
+@bp.app_errorhandler(SQLAlchemyError)
+def database_unavailable(error: SQLAlchemyError):
+    """The database failed outside the saml2-bearer grant (the refresh-token and
+    client-credentials grants, the API's token lookup): a JSON 503
+    ``temporarily_unavailable`` with ``Retry-After``, as the grant answers, never
+    an HTML 500. The session is rolled back for the rest of the request."""
+    log.error("Database error: %s", error.__class__.__name__, exc_info=error)
+    try:
+        db.session.rollback()
+    except SQLAlchemyError:
+        pass  # the connection is gone: the pool replaces it
+    unavailable = TemporarilyUnavailableError(
+        retry_after=current_app.config["SAML2_BEARER_RETRY_AFTER"]
+    )
+    status, body, headers = unavailable()
+    return jsonify(body), status, headers
 
 
 @bp.get("/api/me")
@@ -123,7 +151,7 @@ def server_metadata():
     the authorization endpoint, which this server does not have: it is empty.
     """
     base_url = current_app.config["EXAMPLE_APP_BASE_URL"]
-    grants = (SAML2BearerGrant, RefreshTokenGrant, ClientCredentialsGrant)
+    grants = (SAML2BearerGrant, RefreshTokenGrant, ClientCredentialsGrant, LegacyAssertionGrant)
     auth_methods = [m for g in grants for m in g.TOKEN_ENDPOINT_AUTH_METHODS]
     return jsonify(
         issuer=base_url,

@@ -134,7 +134,7 @@ def create_app(tmp_path, idps, grant=None, legacy=None, **settings):
     )
     app.config.update(settings)
     db.init_app(app)
-    SAML2Bearer(app)
+    saml2_bearer = SAML2Bearer(app)
     storage = app.extensions["test_storage"] = Storage()
     server = AuthorizationServer(
         app,
@@ -147,6 +147,7 @@ def create_app(tmp_path, idps, grant=None, legacy=None, **settings):
     app.extensions["test_server"] = server
 
     @app.route("/oauth/token", methods=["POST"])
+    @saml2_bearer.token_endpoint
     def issue_token():
         return server.create_token_response()
 
@@ -242,13 +243,15 @@ class Signals:
     def __init__(self):
         self.reasons: list[str] = []
         self.rejections: list[tuple[str, dict]] = []
+        self.references: list[str] = []
         self.accepted: list = []
         self._lock = threading.Lock()  # requests may run in several threads
 
-    def _rejected(self, sender, reason, details=None, **kwargs):
+    def _rejected(self, sender, reason, details=None, reference=None, **kwargs):
         with self._lock:
             self.reasons.append(reason)
             self.rejections.append((reason, dict(details or {})))
+            self.references.append(reference)
 
     def _accepted(self, sender, assertion, **kwargs):
         with self._lock:
@@ -337,6 +340,7 @@ EXAMPLE_ENVIRONMENT = (
     "EXAMPLE_APP_DEMO_IDP",
     "EXAMPLE_APP_LOG_LEVEL",
     "EXAMPLE_APP_DATABASE_URL",
+    "EXAMPLE_APP_REPLAY_CACHE",
     "EXAMPLE_APP_INSTANCE_PATH",
 )
 

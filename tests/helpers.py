@@ -8,6 +8,7 @@ hand-signing toolbox is :mod:`tests.security.forge`.
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 from datetime import datetime
 from datetime import timedelta
@@ -27,10 +28,57 @@ from .conftest import record_signals
 from .conftest import request_token
 from .conftest import unsigned_tree
 
-#: The only ``error_description`` a rejected assertion gets.
+#: What ends every rejection's ``error_description``: a random reference of
+#: 10 base32 characters, also in the log line and the signal.
+REFERENCE = re.compile(r" Reference: ([A-Z2-7]{10})\Z")
+
+
+class Referenced(str):
+    """An expected ``error_description``: equal to this text followed by
+    ``Reference: <10 base32 characters>``, so bodies still compare with ``==``."""
+
+    def __eq__(self, other):
+        if not isinstance(other, str):
+            return NotImplemented
+        match = REFERENCE.search(other)
+        return match is not None and other[: match.start()] == str(self)
+
+    def __ne__(self, other):
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    __hash__ = str.__hash__
+
+    def __repr__(self):
+        return f"{str(self)!r} + ' Reference: ...'"
+
+
+def assert_description(body, expected_prefix):
+    """``body``'s ``error_description`` is ``expected_prefix`` and a well-formed
+    reference; returns the reference."""
+    description = body["error_description"]
+    match = REFERENCE.search(description)
+    assert match is not None, description
+    assert description[: match.start()] == expected_prefix, description
+    assert description.isascii() and '"' not in description and "\\" not in description
+    return match.group(1)
+
+
+#: The only ``error_description`` a rejected assertion gets (before its reference).
 GENERIC = "The SAML assertion is invalid, expired or already used."
 #: The body of every rejected assertion.
-INVALID_GRANT = {"error": "invalid_grant", "error_description": GENERIC}
+INVALID_GRANT = {"error": "invalid_grant", "error_description": Referenced(GENERIC)}
+#: The descriptions of a 503 while a store is down: retry, or retry with a new assertion.
+RETRY_LATER = "The service is temporarily unavailable; retry the same request later."
+RETRY_WITH_NEW_ASSERTION = (
+    "The service is temporarily unavailable and the assertion was used up; "
+    "retry later with a new assertion."
+)
+#: The body of a token request while the client, user, replay or token store is down.
+TEMPORARILY_UNAVAILABLE = {
+    "error": "temporarily_unavailable",
+    "error_description": Referenced(RETRY_LATER),
+}
 #: The bodies of requests refused before the assertion is verified.
 MISSING_ASSERTION = {
     "error": "invalid_request",
@@ -147,6 +195,16 @@ def assert_rejected(status, body, reasons, reason):
     assert reasons == [reason], reasons
 
 
+def assert_unavailable(status, body, reasons, reason, spent=False):
+    """A store is down: 503 ``temporarily_unavailable`` (retry the same request, or
+    with a new assertion when it was ``spent``); the signal names ``reason``."""
+    assert status == 503, body
+    description = RETRY_WITH_NEW_ASSERTION if spent else RETRY_LATER
+    assert body["error"] == "temporarily_unavailable", body
+    assert_description(body, description)
+    assert reasons == [reason], reasons
+
+
 def assert_accepted(status, body, accepted, subject="alice@example.com"):
     """A bearer token, for one verified assertion about ``subject``; returns it."""
     assert status == 200, body
@@ -167,6 +225,7 @@ class AppHarness:
         self.client = app.test_client()
         self.reasons = signals.reasons
         self.rejections = signals.rejections
+        self.references = signals.references
         self.accepted = signals.accepted
 
     def token(self, assertion, **extra):

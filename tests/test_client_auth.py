@@ -21,6 +21,7 @@ from .conftest import Client
 from .conftest import Grant
 from .conftest import db
 from .conftest import mint_for
+from .helpers import Referenced
 from .helpers import ago
 from .helpers import app_for
 
@@ -28,7 +29,9 @@ METHOD = SAML2BearerClientAssertion.CLIENT_AUTH_METHOD
 SERVICE = "service-1"
 INVALID_CLIENT = {
     "error": "invalid_client",
-    "error_description": "The SAML client assertion is invalid, expired or already used.",
+    "error_description": Referenced(
+        "The SAML client assertion is invalid, expired or already used."
+    ),
 }
 
 

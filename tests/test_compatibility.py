@@ -49,7 +49,6 @@ from example_app.models import Client
 from example_app.models import db
 
 from .conftest import record_signals
-from .helpers import INVALID_GRANT
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "compatibility.md"
 
@@ -63,6 +62,9 @@ ENTRA_SCOPE = f"{AS}/.default"
 
 OKTA_IDP = "http://www.okta.com/exk1example2okta3idp"
 SALESFORCE_APP = "3MVG9example.consumer.key"
+#: The IdP a Salesforce org uses for single sign-on (its Web SSO Responses).
+SALESFORCE_SSO_IDP = "https://sso.example.com"
+SALESFORCE_SSO_CLIENT = "salesforce-sso"
 PINGFEDERATE_IDP = "https://pingfederate.example.com"
 UBISECURE_IDP = "urn:uuid:6f1c2d3e-4a5b-4c6d-8e7f-9a0b1c2d3e4f"
 ENTRA_IDP = "https://sts.windows.net/0b6c3f2a-8e1d-4c7b-9a5e-2d4f6b8c0e1a/"
@@ -182,7 +184,15 @@ ERROR_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"
 ACCESS_TOKEN = "<JWT: RFC 9068 access token>"
 ID_TOKEN = "<JWT: ID token>"
 OPAQUE_REFRESH_TOKEN = "<opaque refresh token>"
-REFUSED = Expected(400, ERROR_HEADERS, INVALID_GRANT)
+REFUSED = Expected(
+    400,
+    ERROR_HEADERS,
+    {
+        "error": "invalid_grant",
+        "error_description": "The SAML assertion is invalid, expired or already used. "
+        "Reference: <reference>",
+    },
+)
 
 
 def token(scope: str | None = None, **extra: str) -> Expected:
@@ -201,7 +211,7 @@ def token(scope: str | None = None, **extra: str) -> Expected:
 RESPONSES: dict[str, Expected] = {
     "okta": token("openid offline_access", refresh_token=OPAQUE_REFRESH_TOKEN, id_token=ID_TOKEN),
     "okta-refresh": token("openid offline_access", refresh_token=OPAQUE_REFRESH_TOKEN),
-    "salesforce-assertion-flow": Expected(400, ERROR_HEADERS, {"error": "unsupported_grant_type"}),
+    "salesforce-assertion-flow": token(id=f"{AS}/id/{SALESFORCE_SSO_CLIENT}/1", instance_url=AS),
     "salesforce-bearer": Expected(
         401,
         {
@@ -242,6 +252,12 @@ SETTINGS: dict[str, dict[str, Any]] = {
         },
         "SAML2_BEARER_ISSUE_REFRESH_TOKEN": "offline_access",
         "OAUTH2_SCOPES_SUPPORTED": ["openid", "offline_access", "profile", "email"],
+    },
+    "salesforce-assertion-flow": {
+        "SAML2_BEARER_IDENTITY_PROVIDERS": [
+            {"entity_id": SALESFORCE_SSO_IDP, "certificates": ["sso-signing.pem"]},
+        ],
+        "SAML2_BEARER_LEGACY_CLIENT_ID": SALESFORCE_SSO_CLIENT,
     },
     "salesforce": {
         "SAML2_BEARER_IDENTITY_PROVIDERS": [
@@ -323,6 +339,15 @@ CLIENTS: dict[str, list[dict]] = {
             "refresh_token",
         )
     ],
+    "salesforce-assertion-flow": [
+        {
+            "client_id": SALESFORCE_SSO_CLIENT,
+            "client_secret": "",
+            "token_endpoint_auth_method": "none",
+            "grant_types": ["assertion"],
+            "scope": "profile",
+        }
+    ],
     "salesforce": [registration(SALESFORCE_APP, "sf-secret", POST, "api")],
     "pingfederate": [
         registration("pf-client", "pf-secret", BASIC, "edit"),
@@ -397,7 +422,15 @@ pytestmark = pytest.mark.usefixtures("no_example_env")
 @pytest.fixture(scope="module")
 def idps() -> dict[str, TestIdentityProvider]:
     """One throwaway IdP per entity ID of the page (the RSA keys are the slow part)."""
-    entity_ids = (OKTA_IDP, SALESFORCE_APP, PINGFEDERATE_IDP, UBISECURE_IDP, ENTRA_IDP, WSO2_IDP)
+    entity_ids = (
+        OKTA_IDP,
+        SALESFORCE_APP,
+        SALESFORCE_SSO_IDP,
+        PINGFEDERATE_IDP,
+        UBISECURE_IDP,
+        ENTRA_IDP,
+        WSO2_IDP,
+    )
     return {entity_id: TestIdentityProvider(entity_id) for entity_id in entity_ids}
 
 
@@ -664,18 +697,36 @@ def test_okta_client_refreshes_and_the_refresh_token_rotates(product_app, idps):
 # -- Salesforce ----------------------------------------------------------------------------
 
 
-def test_salesforce_assertion_flow_is_not_supported_yet(product_app, idps):
-    """Salesforce's SAML assertion flow posts a whole Response with
-    ``grant_type=assertion``: no grant of this server has that type, so RFC 6749
-    section 5.2 ``unsupported_grant_type`` (issue 12), before anything is read."""
-    app = product_app("salesforce")
-    assertion = signed(idps[SALESFORCE_APP])
+@pytest.mark.parametrize("shape", ["response", "assertion"])
+def test_salesforce_assertion_flow_gets_id_and_instance_url(product_app, idps, shape):
+    """Salesforce's SAML assertion flow posts a whole Web SSO Response with
+    ``grant_type=assertion`` and no client credentials: the example app's legacy
+    grant issues the token to SAML2_BEARER_LEGACY_CLIENT_ID, with Salesforce's
+    ``id`` (which answers with the user) and ``instance_url``, and no refresh
+    token. The Response signed (Okta, Entra ID) with Destination and Recipient
+    the login URL, or the Assertion signed (Shibboleth, AD FS) with Recipient
+    the token endpoint; the same Response again is refused."""
+    app = product_app("salesforce-assertion-flow")
+    idp = idps[SALESFORCE_SSO_IDP]
+    if shape == "response":
+        fields = {"subject": USER, "audience": AS, "recipient": AS}
+        response = idp.mint_response_xml(sign="response", response={"destination": AS}, **fields)
+    else:
+        response = saml_response(signed(idp), SALESFORCE_SSO_IDP)
     with record_signals(app) as signals:
-        response = send(
-            app, "salesforce-assertion-flow", response=saml_response(assertion, SALESFORCE_APP)
-        )
-        expect(response, "salesforce-assertion-flow")
-    assert (signals.reasons, signals.accepted) == ([], [])
+        first = send(app, "salesforce-assertion-flow", response=response)
+        body = expect(first, "salesforce-assertion-flow")
+        again = send(app, "salesforce-assertion-flow", response=response)
+    assert (again.status_code, again.get_json()["error"]) == (400, "invalid_grant")
+    assert signals.reasons == ["replayed"]
+    check_access_token(app, body["access_token"], SALESFORCE_SSO_CLIENT, None)
+    identity = app.test_client().get(
+        urlsplit(body["id"]).path,
+        base_url=AS,
+        headers={"Authorization": f"Bearer {body['access_token']}"},
+    )
+    assert identity.status_code == 200
+    assert identity.get_json()["user"]["email"] == USER
 
 
 def test_salesforce_bearer_request_needs_client_credentials(product_app, idps):

@@ -173,7 +173,12 @@ def test_unencoded_plus_in_form_refused(client, reasons, xml):
 
 def test_oversized_refused(tmp_path, idp):
     """SAML2_BEARER_MAX_ASSERTION_SIZE bounds the parameter (:rfc:`7522#section-2.1`)."""
-    with app_for(tmp_path, [idp], SAML2_BEARER_MAX_ASSERTION_SIZE=1024) as h:
+    with app_for(
+        tmp_path,
+        [idp],
+        SAML2_BEARER_MAX_ASSERTION_SIZE=1024,
+        SAML2_BEARER_MAX_REQUEST_SIZE=1_000_000,  # the assertion's own limit decides
+    ) as h:
         assertion = mint_for(idp)
         assert len(assertion) > 1024
         status, body = h.token(assertion)
@@ -190,14 +195,28 @@ def test_size_checked_before_decoding(tmp_path, idp):
         assert_rejected(status, body, h.reasons, "encoding_invalid")
 
 
-@pytest.mark.parametrize("size", [LIMIT + 1, 2_000_000])
+@pytest.mark.parametrize("size", [LIMIT + 1, 2 * LIMIT])
 def test_default_size_limit(client, reasons, size):
     """SAML2_BEARER_MAX_ASSERTION_SIZE defaults to 128 KiB; the size is checked
-    first (SECURITY.md step 1), so even a 2 MB parameter is refused at once."""
+    first (SECURITY.md step 1), so even a large parameter is refused at once."""
     started = time.monotonic()
     status, body = request_token(client, "A" * size)
     assert_rejected(status, body, reasons, "assertion_too_large")
     assert time.monotonic() - started < 2
+
+
+def test_default_request_size_limit(client, reasons):
+    """A 2 MB parameter is over SAML2_BEARER_MAX_REQUEST_SIZE (4 x 128 KiB): the
+    token endpoint refuses the body (413) before reading it."""
+    status, body = request_token(client, "A" * 2_000_000)
+    assert (status, body) == (
+        413,
+        {
+            "error": "invalid_request",
+            "error_description": "The request body is larger than 524288 bytes.",
+        },
+    )
+    assert reasons == []
 
 
 # -- decode_assertion ---------------------------------------------------------------
@@ -420,6 +439,10 @@ def test_odd_assertions_are_invalid_grant(client, reasons, assertion, reason):
 
 GRANT = b"grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Asaml2-bearer"
 UNSUPPORTED = {"error": "unsupported_grant_type"}
+NOT_UTF8 = {
+    "error": "invalid_request",
+    "error_description": "The request body is not application/x-www-form-urlencoded in UTF-8.",
+}
 
 
 @pytest.mark.parametrize(
@@ -427,7 +450,7 @@ UNSUPPORTED = {"error": "unsupported_grant_type"}
     [
         (GRANT + b"&assertion=%%%", INVALID_GRANT, "encoding_invalid"),
         (GRANT + b"&assertion=%FF%FE", INVALID_GRANT, "encoding_invalid"),
-        (GRANT + b"&assertion=\xff\xfe", UNSUPPORTED, None),
+        (GRANT + b"&assertion=\xff\xfe", NOT_UTF8, None),
         (GRANT + b"&assertion", MISSING_ASSERTION, None),
         (GRANT + b"&&&assertion==", INVALID_GRANT, "encoding_invalid"),
         (GRANT + b"&assertion=%00", INVALID_GRANT, "encoding_invalid"),
@@ -448,9 +471,9 @@ UNSUPPORTED = {"error": "unsupported_grant_type"}
     ],
 )
 def test_form_garbage_is_an_oauth_error(client, reasons, raw_body, expected, reason):
-    """Garbled form bodies get a 400 OAuth error, never a 500: a body Werkzeug cannot
-    decode has no grant_type (``unsupported_grant_type``); a garbled ``assertion``
-    is refused by the grant like any malformed assertion."""
+    """Garbled form bodies get a 400 OAuth error, never a 500: a body that is not
+    UTF-8 is ``invalid_request``, one without a grant_type ``unsupported_grant_type``;
+    a garbled ``assertion`` is refused by the grant like any malformed assertion."""
     response = post_form(client, raw_body)
     assert response.status_code == 400, response.data
     assert response.get_json() == expected

@@ -116,7 +116,8 @@ def test_api_me_requires_token(app):
 def test_metadata_lists_grant(app):
     """RFC 8414 section 2 metadata advertises the RFC 7522 section 2.1 grant type
     URI, the refresh-token grant (RFC 6749 section 6), the scopes (with openid and
-    offline_access, OpenID Connect Core 11) and the JWKS URL."""
+    offline_access, OpenID Connect Core 11), the JWKS URL, and Salesforce's
+    grant_type=assertion (example_app.legacy)."""
     body = app.test_client().get("/.well-known/oauth-authorization-server").get_json()
     assert body["issuer"] == "http://127.0.0.1:5000"
     assert body["token_endpoint"] == "http://127.0.0.1:5000/oauth/token"
@@ -125,6 +126,7 @@ def test_metadata_lists_grant(app):
         "urn:ietf:params:oauth:grant-type:saml2-bearer",
         "refresh_token",
         "client_credentials",
+        "assertion",
     ]
     assert body["token_endpoint_auth_methods_supported"] == [
         "client_secret_basic",
@@ -535,7 +537,7 @@ def test_demo_command_against_real_server(tmp_path):
     assert "reason=replayed" in out
     assert '"email": "alice@example.com"' in out[out.index("access token claims:") :]
     assert "ok: 200 with a new access token and a new refresh token" in out
-    assert "All 7 steps gave the expected result." in out
+    assert "All 11 steps gave the expected result." in out
 
 
 def test_demo_command_fails_loudly(tmp_path, monkeypatch):
@@ -572,7 +574,7 @@ def test_demo_from_the_repository_root(tmp_path):
     )
     out = done.stdout
     assert done.returncode == 0, out
-    assert "All 7 steps gave the expected result." in out
+    assert "All 11 steps gave the expected result." in out
     line = (
         "INFO authlib_saml2_grant.grant: SAML2 bearer assertion rejected: "
         "reason=replayed client='demo-client': "

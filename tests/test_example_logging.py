@@ -110,7 +110,7 @@ def test_demo_transcript_shows_the_replay_log_line(tmp_path, loggers):
     assert REPLAYED in result.stderr
     replay = out.index("== 7. Replay")
     assert replay < out.index(REPLAYED) < out.index("< 400 BAD REQUEST", replay)
-    assert "All 7 steps gave the expected result." in result.stdout
+    assert "All 11 steps gave the expected result." in result.stdout
     for logger in loggers:
         assert len(consoles(logger)) == 1  # the served app reused the handler
 

@@ -12,6 +12,7 @@ from .helpers import MISSING_ASSERTION
 from .helpers import app_for
 from .helpers import assert_accepted
 from .helpers import assert_rejected
+from .helpers import assert_unavailable
 from .helpers import token_store_down
 
 
@@ -144,23 +145,20 @@ def test_assertion_on_request_for_hooks(tmp_path, idp):
 
 
 def test_token_storage_failure_is_not_a_500(app, client, mint, reasons):
-    """A failing save_token answers invalid_grant (token_error), never a 500."""
+    """A failing save_token answers 503 temporarily_unavailable (token_error), never a
+    500 nor invalid_grant; the transactional replay record is rolled back."""
     with token_store_down(app):
         status, body = request_token(client, mint())
-    assert_rejected(status, body, reasons, "token_error")
+    assert_unavailable(status, body, reasons, "token_error")
 
 
-def test_client_lookup_failure_is_invalid_client(app, client, mint, reasons, monkeypatch):
-    """A client lookup that raises (database down) answers invalid_client, never a 500."""
+def test_client_lookup_failure_is_temporarily_unavailable(app, client, mint, reasons, monkeypatch):
+    """A client lookup that raises (database down) answers 503, never a 500, and not
+    invalid_client: the client's credentials are not to blame."""
 
     def broken(client_id):
         raise RuntimeError("client database is down")
 
     monkeypatch.setattr(app.extensions["test_storage"], "query_client", broken)
     status, body = request_token(client, mint())
-    assert status == 401
-    assert body == {
-        "error": "invalid_client",
-        "error_description": "The client could not be authenticated.",
-    }
-    assert reasons == []
+    assert_unavailable(status, body, reasons, "client_lookup_error")

@@ -1,12 +1,19 @@
-"""The README's code runs as printed: the one-file server and the test of it."""
+"""The README's code runs as printed: the one-file server, the test of it, and the
+legacy grant (Salesforce's grant_type=assertion) added to that server."""
 
 from __future__ import annotations
 
+import inspect
 import re
 import sys
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 import pytest
+from lxml import etree
+
+from authlib_saml2_grant import SAML2_BROWSER_SSO_ASSERTION_TYPE
+from authlib_saml2_grant.testing import TestIdentityProvider
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -46,3 +53,63 @@ def test_readme_app_refuses_a_bad_setting_at_start_up(readme_app):
 
     with pytest.raises(ConfigurationError, match="SAML2_BEARER_IDENTITY_PROVIDERS"):
         app.create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://"})
+
+
+def test_readme_salesforce_assertion_flow(readme_app):
+    """The README's legacy grant and its after_create_token_response hook, added
+    to its app.py: a whole signed Web SSO Response posted with
+    grant_type=assertion and no client credentials goes to
+    SAML2_BEARER_LEGACY_CLIENT_ID, with Salesforce's id and instance_url in
+    every format, and no refresh token even where the app issues them."""
+    import app as module
+
+    idp = TestIdentityProvider("https://idp.example.com")
+    flask_app = module.create_app(
+        {
+            "TESTING": True,
+            "SQLALCHEMY_DATABASE_URI": "sqlite://",
+            "SAML2_BEARER_IDENTITY_PROVIDERS": [idp.settings_entry()],
+            "SAML2_BEARER_LEGACY_CLIENT_ID": "salesforce-sso",
+            "SAML2_BEARER_ISSUE_REFRESH_TOKEN": True,
+            "OAUTH2_REFRESH_TOKEN_GENERATOR": True,
+        }
+    )
+    view = inspect.unwrap(flask_app.view_functions["issue_token"])  # under token_endpoint
+    server = inspect.getclosurevars(view).nonlocals["server"]
+    snippet = python_blocks("Salesforce's SAML assertion flow (grant_type=assertion)")[0]
+    exec(compile(snippet, "README", "exec"), {**vars(module), "server": server})
+    with flask_app.app_context():
+        client = module.Client(client_id="salesforce-sso", client_secret="")
+        client.set_client_metadata(
+            {"grant_types": ["assertion"], "token_endpoint_auth_method": "none", "scope": "api"}
+        )
+        module.db.session.add_all([module.User(email="alice@example.com"), client])
+        module.db.session.commit()
+
+    for answer_format in ("json", "urlencoded", "xml"):
+        response = flask_app.test_client().post(
+            "/oauth/token",
+            data={
+                "grant_type": "assertion",
+                "assertion_type": SAML2_BROWSER_SSO_ASSERTION_TYPE,
+                "assertion": idp.mint_response(
+                    subject="alice@example.com",
+                    audience="https://as.example.com",
+                    recipient="https://as.example.com/oauth/token",
+                    response={"destination": "https://as.example.com/oauth/token"},
+                ),
+                "format": answer_format,
+            },
+        )
+        assert response.status_code == 200, response.get_data(as_text=True)
+        if answer_format == "json":
+            token = response.get_json()
+        elif answer_format == "urlencoded":
+            token = dict(parse_qsl(response.get_data(as_text=True), strict_parsing=True))
+        else:
+            token = {child.tag: child.text for child in etree.fromstring(response.get_data())}
+        assert token["id"] == "https://as.example.com/id/salesforce-sso/1", token
+        assert token["instance_url"] == "https://as.example.com"
+        assert token["token_type"] == "Bearer"
+        assert token["access_token"]
+        assert "refresh_token" not in token

@@ -35,6 +35,7 @@ from .helpers import ago
 from .helpers import app_for
 from .helpers import assert_redeemed_once
 from .helpers import assert_rejected
+from .helpers import assert_unavailable
 from .helpers import from_now
 from .helpers import in_threads
 from .helpers import race_add
@@ -155,12 +156,13 @@ def test_memory_bound_must_be_positive(max_entries):
         MemoryReplayCache(max_entries=max_entries)
 
 
-def test_memory_full_cache_is_invalid_grant(tmp_path, idp):
-    """:rfc:`7522#section-3` item 6: a full cache fails closed with ``replay_cache_error``."""
+def test_memory_full_cache_is_temporarily_unavailable(tmp_path, idp):
+    """:rfc:`7522#section-3` item 6: a full cache fails closed with ``replay_cache_error``,
+    a 503 (the server, not the assertion, is the problem)."""
     with app_for(tmp_path, [idp], SAML2_BEARER_REPLAY_CACHE=MemoryReplayCache(max_entries=1)) as h:
         assert h.token(mint_for(idp))[0] == 200
         status, body = h.token(mint_for(idp))
-        assert_rejected(status, body, h.reasons, "replay_cache_error")
+        assert_unavailable(status, body, h.reasons, "replay_cache_error")
 
 
 def test_memory_same_key_many_threads():
@@ -365,8 +367,9 @@ def _missing_sqlite_directory(tmp_path):
 
 
 @pytest.mark.parametrize("outage", ["unreachable postgresql", "missing sqlite directory"])
-def test_database_outage_is_invalid_grant(tmp_path, idp, outage):
-    """:rfc:`7522#section-3` item 6: an unreachable replay store fails closed, not a 500."""
+def test_database_outage_is_temporarily_unavailable(tmp_path, idp, outage):
+    """:rfc:`7522#section-3` item 6: an unreachable replay store fails closed with a
+    503, not a 500 nor ``invalid_grant``."""
     engine = {
         "unreachable postgresql": _unreachable_postgres,
         "missing sqlite directory": lambda: _missing_sqlite_directory(tmp_path),
@@ -374,7 +377,7 @@ def test_database_outage_is_invalid_grant(tmp_path, idp, outage):
     cache = SQLAlchemyReplayCache(engine, table_name="saml2_replay_outage")
     with app_for(tmp_path, [idp], SAML2_BEARER_REPLAY_CACHE=cache) as h:
         status, body = h.token(mint_for(idp))
-        assert_rejected(status, body, h.reasons, "replay_cache_error")
+        assert_unavailable(status, body, h.reasons, "replay_cache_error")
     engine.dispose()
 
 
@@ -384,14 +387,14 @@ def test_lost_table_fails_closed_and_does_not_burn(sql_cache, tmp_path, idp):
         sql_cache.table.drop(sql_cache.engine)
         assertion = mint_for(idp)
         status, body = h.token(assertion)
-        assert_rejected(status, body, h.reasons, "replay_cache_error")
+        assert_unavailable(status, body, h.reasons, "replay_cache_error")
         sql_cache.create_table()
         status, body = h.token(assertion)
         assert status == 200, body
 
 
-def test_cache_exception_is_invalid_grant(tmp_path, idp):
-    """Any exception from a custom cache is ``replay_cache_error``, never a 500."""
+def test_cache_exception_is_temporarily_unavailable(tmp_path, idp):
+    """Any exception from a custom cache is ``replay_cache_error`` (503), never a 500."""
 
     class Broken:
         def add(self, key, expires_at):
@@ -399,7 +402,7 @@ def test_cache_exception_is_invalid_grant(tmp_path, idp):
 
     with app_for(tmp_path, [idp], SAML2_BEARER_REPLAY_CACHE=Broken()) as h:
         status, body = h.token(mint_for(idp))
-        assert_rejected(status, body, h.reasons, "replay_cache_error")
+        assert_unavailable(status, body, h.reasons, "replay_cache_error")
         assert "redis" not in body["error_description"]
 
 
@@ -470,11 +473,12 @@ def test_sql_without_on_conflict(sql_cache, monkeypatch):
 
 def test_memory_cache_failed_token_save_spends(tmp_path, idp, caplog):
     """A cache that records at once cannot undo the record: a failed token save
-    spends the assertion, and the log says so (``assertion_spent``)."""
+    spends the assertion, and the log says so (``assertion_spent``), as does the
+    503's description (retry with a new assertion)."""
     with app_for(tmp_path, [idp], SAML2_BEARER_REPLAY_CACHE=MemoryReplayCache()) as h:
         assertion = mint_for(idp)
         with token_store_down(h.app), caplog.at_level("INFO", logger="authlib_saml2_grant"):
-            assert_rejected(*h.token(assertion), h.reasons, "token_error")
+            assert_unavailable(*h.token(assertion), h.reasons, "token_error", spent=True)
         assert "'assertion_spent': True" in caplog.text
         status, body = h.token(assertion)
         assert (status, body) == (400, INVALID_GRANT)

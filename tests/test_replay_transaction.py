@@ -26,6 +26,7 @@ from .helpers import ago
 from .helpers import app_for
 from .helpers import assert_redeemed_once
 from .helpers import assert_rejected
+from .helpers import assert_unavailable
 from .helpers import from_now
 from .helpers import redeem_concurrently
 from .helpers import replay_rows
@@ -73,7 +74,7 @@ def test_failed_token_save_leaves_the_assertion_unspent(harness, idp, caplog):
     assertion = mint_for(idp)
     with token_store_down(harness.app), caplog.at_level(logging.INFO, "authlib_saml2_grant"):
         status, body = harness.token(assertion)
-    assert_rejected(status, body, harness.reasons, "token_error")
+    assert_unavailable(status, body, harness.reasons, "token_error")
     assert "'assertion_spent': False" in caplog.text
     assert replay_rows(replay_cache) == 0
     status, body = harness.token(assertion)
@@ -90,7 +91,7 @@ def test_database_without_on_conflict_reports_the_spent_assertion(
     monkeypatch.setattr(replay_cache, "_upsert", lambda dialect: None)
     assertion = mint_for(idp)
     with token_store_down(harness.app), caplog.at_level(logging.INFO, "authlib_saml2_grant"):
-        assert_rejected(*harness.token(assertion), harness.reasons, "token_error")
+        assert_unavailable(*harness.token(assertion), harness.reasons, "token_error", spent=True)
     assert "'assertion_spent': True" in caplog.text
     assert replay_rows(replay_cache) == 1
     assert harness.token(assertion) == (400, INVALID_GRANT)
@@ -177,7 +178,7 @@ def test_committed_mode_spends_on_failed_save(tmp_path, idp):
     with app_for(tmp_path, [idp], SAML2_BEARER_REPLAY_CACHE=cache) as h:
         assertion = mint_for(idp)
         with token_store_down(h.app):
-            assert_rejected(*h.token(assertion), h.reasons, "token_error")
+            assert_unavailable(*h.token(assertion), h.reasons, "token_error", spent=True)
         assert h.token(assertion) == (400, INVALID_GRANT)
         assert h.reasons == ["token_error", "replayed"]
 
@@ -191,12 +192,12 @@ def test_transactional_needs_a_session(tmp_path):
 
 
 def test_lost_table_fails_closed_then_recovers(harness, idp):
-    """Item 6: a missing replay table refuses the token (``replay_cache_error``, not a
-    500) without spending the assertion; once the table is back it is accepted."""
+    """Item 6: a missing replay table refuses the token (``replay_cache_error``, a 503,
+    not a 500) without spending the assertion; once the table is back it is accepted."""
     replay_cache.table.drop(replay_cache.engine)
     assertion = mint_for(idp)
     status, body = harness.token(assertion)
-    assert_rejected(status, body, harness.reasons, "replay_cache_error")
+    assert_unavailable(status, body, harness.reasons, "replay_cache_error")
     db.session.remove()
     replay_cache.create_table()
     status, body = harness.token(assertion)
