@@ -32,6 +32,7 @@ from collections.abc import Collection
 from lxml import etree
 
 from .errors import AssertionRejected
+from .rules import check_root
 from .signature import SignaturePolicy
 from .signature import has_signature
 from .trust import IdentityProvider
@@ -72,19 +73,7 @@ def check_response(root: etree._Element, recipients: Collection[str]) -> etree._
         ``encrypted_assertion_unsupported`` or
         ``assertion_count_invalid``.
     """
-    if root.tag != RESPONSE_TAG:
-        raise AssertionRejected(
-            "not_a_response",
-            "The root element is not a SAML 2.0 protocol Response",
-            expected=RESPONSE_TAG,
-            actual=str(root.tag)[:200],
-        )
-    if root.get("Version") != "2.0":
-        raise AssertionRejected(
-            "version_unsupported", "The Response Version is not 2.0", actual=root.get("Version")
-        )
-    if not root.get("ID"):
-        raise AssertionRejected("id_missing", "The Response has no ID attribute")
+    check_root(root, RESPONSE_TAG, "not_a_response")
     if root.get("InResponseTo") is not None:
         # An SP-initiated SSO answer to an AuthnRequest of another party;
         # the same rule as InResponseTo on the bearer confirmation.

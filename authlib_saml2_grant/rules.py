@@ -34,6 +34,7 @@ __all__ = [
     "Trace",
     "check_assertion",
     "check_issuer",
+    "check_root",
     "passed",
 ]
 
@@ -218,6 +219,27 @@ def child_groups(element: etree._Element) -> _Children:
     for child in element:
         groups.setdefault(child.tag, []).append(child)
     return groups
+
+
+def check_root(element: etree._Element, tag: str, reason: str) -> None:
+    """Item 11 (SAML core 2.3.3, 3.2.2): the element expected, of ``Version``
+    2.0, with an ``ID``; else ``reason``, ``version_unsupported`` or ``id_missing``."""
+    name = tag.rpartition("}")[2]
+    if element.tag != tag:
+        raise AssertionRejected(
+            reason,
+            f"The root element is not a SAML 2.0 {name}",
+            expected=tag,
+            actual=str(element.tag)[:200],
+        )
+    if element.get("Version") != "2.0":
+        raise AssertionRejected(
+            "version_unsupported",
+            f"The {name} Version is not 2.0",
+            actual=element.get("Version"),
+        )
+    if not element.get("ID"):
+        raise AssertionRejected("id_missing", f"The {name} has no ID attribute")
 
 
 def check_issuer(children: _Children) -> str:

@@ -36,6 +36,7 @@ from .rules import Clock
 from .rules import Trace
 from .rules import check_assertion
 from .rules import check_issuer
+from .rules import check_root
 from .rules import child_groups
 from .rules import passed
 from .signature import SignaturePolicy
@@ -173,27 +174,35 @@ class AssertionVerifier:
         root = parse_xml(data)
         passed(trace, "parsing", lambda: {"root": str(root.tag).rpartition("}")[2]})
         if envelope == "response" or (envelope == "any" and root.tag == RESPONSE_TAG):
-            return self._verify_response(root, audiences, recipients, resolve, clock, trace)
-        _check_root(root)
+            signed, provider = self._open_response(root, recipients, resolve, clock, trace)
+        else:
+            signed, provider = self._open_assertion(root, resolve, clock, trace)
+        return check_assertion(
+            signed, provider.entity_id, audiences, recipients, clock, trace, self.claim_map
+        )
+
+    def _open_assertion(
+        self, root: etree._Element, resolve: ProviderResolver, clock: Clock, trace: Trace | None
+    ) -> tuple[etree._Element, IdentityProvider]:
+        """A bare Assertion (:rfc:`7522#section-2.1`): its shape, IdP and signature."""
+        _check_assertion_root(root)
         passed(trace, "structure", lambda: {"id": root.get("ID")})
         provider = _select_provider(root, resolve, clock.now)
         passed(trace, "issuer", lambda: {"issuer": provider.entity_id})
         signed = self.signature_policy.verify(root, provider)
         passed(trace, "signature", lambda: {"fingerprints": list(provider.fingerprints)})
-        return check_assertion(
-            signed, provider.entity_id, audiences, recipients, clock, trace, self.claim_map
-        )
+        return signed, provider
 
-    def _verify_response(
+    def _open_response(
         self,
         root: etree._Element,
-        audiences: frozenset[str],
         recipients: frozenset[str],
         resolve: ProviderResolver,
         clock: Clock,
         trace: Trace | None,
-    ) -> VerifiedAssertion:
-        """The envelope step (:mod:`~.response`), then the assertion's own checks."""
+    ) -> tuple[etree._Element, IdentityProvider]:
+        """A Web SSO Response: the envelope step (:mod:`~.response`), then its
+        Assertion's shape, IdP and the signatures of either or both."""
         assertion = check_response(root, recipients)
         passed(
             trace,
@@ -205,7 +214,7 @@ class AssertionVerifier:
                 "assertion_id": assertion.get("ID"),
             },
         )
-        _check_root(assertion)
+        _check_assertion_root(assertion)
         passed(trace, "structure", lambda: {"id": assertion.get("ID")})
         provider = _select_provider(assertion, resolve, clock.now)
         check_response_issuer(root, provider.entity_id)
@@ -216,9 +225,7 @@ class AssertionVerifier:
             "signature",
             lambda: {"signed": list(what), "fingerprints": list(provider.fingerprints)},
         )
-        return check_assertion(
-            signed, provider.entity_id, audiences, recipients, clock, trace, self.claim_map
-        )
+        return signed, provider
 
 
 def _identifiers(values: Iterable[str], setting: str, what: str) -> frozenset[str]:
@@ -247,25 +254,13 @@ def _claim_map(claims: Mapping[str, str | Sequence[str]]) -> ClaimMap:
     return tuple(ready)
 
 
-def _check_root(root: etree._Element) -> None:
+def _check_assertion_root(root: etree._Element) -> None:
     """:rfc:`7522#section-3` item 11: a SAML 2.0 ``Assertion`` with an ``ID``."""
     if root.tag == _ENCRYPTED_ASSERTION:
         raise AssertionRejected(
             "encrypted_assertion_unsupported", "Encrypted assertions are not supported"
         )
-    if root.tag != ASSERTION_TAG:
-        raise AssertionRejected(
-            "not_an_assertion",
-            "The root element is not a SAML 2.0 Assertion",
-            expected=ASSERTION_TAG,
-            actual=str(root.tag)[:200],
-        )
-    if root.get("Version") != "2.0":
-        raise AssertionRejected(
-            "version_unsupported", "The assertion Version is not 2.0", actual=root.get("Version")
-        )
-    if not root.get("ID"):
-        raise AssertionRejected("id_missing", "The assertion has no ID attribute")
+    check_root(root, ASSERTION_TAG, "not_an_assertion")
 
 
 def _select_provider(

@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterable
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -106,6 +107,36 @@ def example_server(instance, database_url, port, log_path, workers=1, threads=1,
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=15)
+
+
+def initialise_example(instance, database_url, port, assertions):
+    """``flask --app example_app init`` and ``mint``, in this process: the
+    database, signing key, demo IdP, user and client for a server on ``port``;
+    then ``assertions`` signed assertions. Returns (credentials, {ID: assertion})."""
+    from example_app import create_app
+    from example_app.bootstrap import initialize
+    from example_app.idp import init_demo_idp
+    from example_app.idp import mint_assertion
+    from example_app.models import db
+    from example_app.oauth import init_signing_key
+
+    app = create_app(
+        {"SQLALCHEMY_DATABASE_URI": database_url, "EXAMPLE_APP_BASE_URL": f"http://{HOST}:{port}"},
+        instance_path=str(instance),
+    )
+    with app.app_context():
+        credentials = initialize()
+        init_signing_key(app)
+        init_demo_idp(app)
+        minted = {}
+        for _ in range(assertions):
+            assertion_id = f"_{uuid.uuid4().hex}"
+            minted[assertion_id] = mint_assertion(
+                app, credentials.user_email, assertion_id=assertion_id
+            )
+        db.session.remove()
+        db.engine.dispose()
+    return credentials, minted
 
 
 def worker_pids(master: subprocess.Popen) -> list[int]:

@@ -32,10 +32,10 @@ from .conftest import POSTGRES_URL
 from .conftest import postgres_url
 from .conftest import redis_server_url
 from .helpers import in_threads
-from .servers import HOST
 from .servers import example_server
 from .servers import free_port
 from .servers import http_request
+from .servers import initialise_example
 
 WORKERS = 4
 ASSERTIONS = 8
@@ -57,35 +57,6 @@ def postgres_schema(url):
         with admin.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
-
-
-def initialise(instance, database_url, port):
-    """``flask --app example_app init`` and ``mint``, in this process: the
-    database, signing key, demo IdP, user and client; then the assertions."""
-    from example_app import create_app
-    from example_app.bootstrap import initialize
-    from example_app.idp import init_demo_idp
-    from example_app.idp import mint_assertion
-    from example_app.models import db
-    from example_app.oauth import init_signing_key
-
-    app = create_app(
-        {"SQLALCHEMY_DATABASE_URI": database_url, "EXAMPLE_APP_BASE_URL": f"http://{HOST}:{port}"},
-        instance_path=str(instance),
-    )
-    with app.app_context():
-        credentials = initialize()
-        init_signing_key(app)
-        init_demo_idp(app)
-        minted = {}
-        for _ in range(ASSERTIONS):
-            assertion_id = f"_{uuid.uuid4().hex}"
-            minted[assertion_id] = mint_assertion(
-                app, credentials.user_email, assertion_id=assertion_id
-            )
-        db.session.remove()
-        db.engine.dispose()
-    return credentials, minted
 
 
 def redeem_all(port, credentials, minted):
@@ -143,7 +114,7 @@ def test_postgresql_replay_table_across_workers(tmp_path, no_example_env):
     port = free_port()
     log_path = tmp_path / "gunicorn.log"
     with postgres_schema(postgres_url()) as database_url:
-        credentials, minted = initialise(tmp_path, database_url, port)
+        credentials, minted = initialise_example(tmp_path, database_url, port, ASSERTIONS)
         with example_server(tmp_path, database_url, port, log_path, workers=WORKERS):
             results = redeem_all(port, credentials, minted)
         tokens = check_one_token_each(results, log_path)
@@ -171,7 +142,7 @@ def test_redis_replay_store_across_workers(tmp_path, no_example_env):
             database_url = stack.enter_context(postgres_schema(POSTGRES_URL))
         else:
             database_url = f"sqlite:///{tmp_path / 'tokens.db'}"
-        credentials, minted = initialise(tmp_path, database_url, port)
+        credentials, minted = initialise_example(tmp_path, database_url, port, ASSERTIONS)
         names = [DEFAULT_KEY_PREFIX + replay_key(DEMO_IDP_ENTITY_ID, i) for i in minted]
         stack.callback(raw.delete, *names)
         with example_server(

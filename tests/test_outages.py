@@ -25,7 +25,6 @@ import queue
 import shutil
 import threading
 import time
-import uuid
 from urllib.parse import urlencode
 
 import pytest
@@ -53,6 +52,7 @@ from .helpers import replay_rows
 from .servers import example_server
 from .servers import free_port
 from .servers import http_request
+from .servers import initialise_example
 from .servers import private_postgres
 
 RETRY_AFTER = 7
@@ -334,30 +334,9 @@ def test_postgresql_stopped_and_restarted_under_load(tmp_path):
     No 500, no 401, no HTML, every answer JSON; every 503 has Retry-After; every
     assertion yields exactly one token (none burned: one refused during the outage
     succeeds later) and every token has its row and replay record."""
-    from example_app import create_app
-    from example_app.bootstrap import initialize
-    from example_app.idp import init_demo_idp
-    from example_app.idp import mint_assertion
-    from example_app.models import db as example_db
-
     with private_postgres() as cluster:
         port = free_port()
-        base_url = f"http://127.0.0.1:{port}"
-        app = create_app(
-            {"SQLALCHEMY_DATABASE_URI": cluster.url, "EXAMPLE_APP_BASE_URL": base_url},
-            instance_path=str(tmp_path),
-        )
-        with app.app_context():
-            credentials = initialize()
-            init_demo_idp(app)
-            minted = {}
-            for _ in range(ASSERTIONS):
-                assertion_id = f"_{uuid.uuid4().hex}"
-                minted[assertion_id] = mint_assertion(
-                    app, credentials.user_email, assertion_id=assertion_id
-                )
-            example_db.session.remove()
-            example_db.engine.dispose()
+        credentials, minted = initialise_example(tmp_path, cluster.url, port, ASSERTIONS)
         secret = f"{credentials.client_id}:{credentials.client_secret}".encode()
         headers = {
             "Content-Type": "application/x-www-form-urlencoded",
