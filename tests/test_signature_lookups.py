@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pytest
 from lxml import etree
+from signxml import SignatureConfiguration
 from signxml import XMLVerifier
 from signxml.exceptions import InvalidInput
 
@@ -19,6 +20,7 @@ from authlib_saml2_grant.xml import DS_NS
 from authlib_saml2_grant.xml import parse_xml
 from authlib_saml2_grant.xmldsig import ParsedTreeVerifier
 
+from .helpers import ENVELOPED
 from .helpers import EXC_C14N
 
 DSIG11_NS = "http://www.w3.org/2009/xmldsig11#"
@@ -188,3 +190,88 @@ def test_reference_lookup_finds_and_refuses():
         resolve("#dup")
     with pytest.raises(InvalidInput, match="Unable to resolve"):
         resolve("#missing")
+
+
+# -- canonicalization of the signed root --------------------------------------------
+
+TRANSFORM_LISTS = {
+    "enveloped+exc": [(ENVELOPED, None), (EXC_C14N, None)],
+    "exc+enveloped": [(EXC_C14N, None), (ENVELOPED, None)],
+    "enveloped+exc-comments": [(ENVELOPED, None), (EXC_C14N + "WithComments", None)],
+    "enveloped+exc-prefixes": [(ENVELOPED, None), (EXC_C14N, "xs saml #default")],
+    "enveloped+c14n11": [(ENVELOPED, None), ("http://www.w3.org/2006/12/xml-c14n11", None)],
+    "enveloped only": [(ENVELOPED, None)],
+    "no transforms": None,
+    "exc twice": [(EXC_C14N, None), (EXC_C14N, None)],
+}
+COMMENTED = f"""<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion"
+    xmlns:xs="http://www.w3.org/2001/XMLSchema" xmlns="urn:default" ID="_a"><!-- c -->
+  <saml:Issuer>https://idp.example.com</saml:Issuer><ds:Signature xmlns:ds="{DS_NS}">
+  <ds:SignedInfo/></ds:Signature>  tail <?pi x?>
+  <saml:Subject><saml:NameID>alice<!-- x -->@example.com</saml:NameID></saml:Subject>
+  <inner xml:lang="en"><saml:Attribute Name="a" xmlns:unused="urn:u"/></inner>
+</saml:Assertion>""".encode()
+
+
+def _transforms(spec):
+    if spec is None:
+        return None
+    node = etree.Element(f"{{{DS_NS}}}Transforms")
+    for algorithm, prefixes in spec:
+        transform = etree.SubElement(node, f"{{{DS_NS}}}Transform", Algorithm=algorithm)
+        if prefixes is not None:
+            etree.SubElement(transform, f"{{{EXC_C14N}}}InclusiveNamespaces", PrefixList=prefixes)
+    return node
+
+
+class _CountingVerifier(ParsedTreeVerifier):
+    parses = 0
+
+    def _fromstring(self, xml_string, **kwargs):
+        type(self).parses += 1
+        return super()._fromstring(xml_string, **kwargs)
+
+
+def _apply(verifier, document, spec, inner):
+    """signxml's _verify_reference: a fresh copy of the document, its signature
+    in the copy, the payload the Reference selects (the root, or an inner element)."""
+    verifier.config = SignatureConfiguration()  # what verify() sets
+    copied = verifier._fromstring(verifier._tostring(parse_xml(document)))
+    signature = copied.find(f"{{{DS_NS}}}Signature")
+    payload = copied.find("{urn:default}inner") if inner else copied
+    try:
+        result = verifier._apply_transforms(
+            payload, transforms_node=_transforms(spec), signature=signature
+        )
+    except Exception as exc:  # both must fail the same way
+        return ("error", type(exc).__name__, str(exc))
+    return ("c14n", result, etree.tostring(copied))
+
+
+@pytest.mark.parametrize("spec", sorted(TRANSFORM_LISTS))
+@pytest.mark.parametrize(
+    ("source", "inner"),
+    [("minted", False), ("commented", False), ("commented", True)],
+    ids=["minted-root", "commented-root", "commented-inner"],
+)
+def test_transforms_canonicalize_as_in_signxml(idp, spec, source, inner):
+    """Item 9: the Reference's transforms give signxml's bytes, and leave the
+    copy as signxml leaves it (enveloped signature removed), for the signed
+    root (no second copy) and for anything else (signxml's own code)."""
+    document = idp.mint_xml() if source == "minted" else COMMENTED
+    ours = _apply(ParsedTreeVerifier(), document, TRANSFORM_LISTS[spec], inner)
+    theirs = _apply(XMLVerifier(), document, TRANSFORM_LISTS[spec], inner)
+    assert ours == theirs
+
+
+def test_signed_root_is_canonicalized_without_a_second_parse(idp):
+    """The fast path is taken for the usual Reference (enveloped + exc-c14n on
+    the root): one parse fewer than signxml, the same digest input."""
+    document = idp.mint_xml()
+    _CountingVerifier.parses = 0
+    root_result = _apply(_CountingVerifier(), document, TRANSFORM_LISTS["enveloped+exc"], False)
+    assert _CountingVerifier.parses == 1  # the copy of the document only
+    _CountingVerifier.parses = 0
+    _apply(_CountingVerifier(), COMMENTED, TRANSFORM_LISTS["enveloped+exc"], True)
+    assert _CountingVerifier.parses == 2  # an inner payload: signxml copies it again
+    assert root_result[0] == "c14n"
