@@ -166,22 +166,37 @@ def run_load(
     ]
     env = {**os.environ, "SAML2_BENCH_DIR": directory}
     process = subprocess.Popen(command, env=env, cwd=os.getcwd())
-    totals = {"SAML2BearerGrant": [0, 0, 0.0], "JWTBearerGrant + jti replay": [0, 0, 0.0]}
-    rounds: dict[str, list[float]] = {name: [] for name in totals}
+    encoded = {
+        name: [(p, b.encode(), h) for p, b, h in bodies]
+        for name, bodies in (("SAML2BearerGrant", saml), ("JWTBearerGrant + jti replay", jwts))
+    }
+    return run_abba(process, port, encoded, 20, phases, threads, time.monotonic() + time_cap)
+
+
+def run_abba(
+    process: subprocess.Popen,
+    port: int,
+    bodies: dict[str, list[tuple[str, bytes, dict]]],
+    warm: int,
+    phases: int,
+    threads: int,
+    deadline: float,
+) -> list[LoadResult]:
+    """Load a started server: ``warm`` requests of each candidate, then
+    ``phases`` rounds of each in ABBA order; the server is stopped afterwards."""
+    totals = {name: [0, 0, 0.0] for name in bodies}
+    rounds: dict[str, list[float]] = {name: [] for name in bodies}
+    order = list(bodies)
     try:
         _wait_ready(port, process)
-        deadline = time.monotonic() + time_cap
-        size = max(1, requests // phases)
-        warm = [(p, b.encode(), h) for p, b, h in saml[:20] + jwts[:20]]
-        _phase(port, warm, threads, deadline)
-        order = [("SAML2BearerGrant", saml), ("JWTBearerGrant + jti replay", jwts)]
+        _phase(port, [body for name in order for body in bodies[name][:warm]], threads, deadline)
+        size = max(1, (len(bodies[order[0]]) - warm) // phases)
         for index in range(phases):
-            chunk = slice(20 + index * size, 20 + (index + 1) * size)
-            # ABBA: each grant goes first in half the rounds, so a machine
+            chunk = slice(warm + index * size, warm + (index + 1) * size)
+            # ABBA: each candidate goes first in half the rounds, so a machine
             # that drifts faster or slower over the run favours neither.
-            for name, bodies in order if index % 2 == 0 else order[::-1]:
-                batch = [(p, b.encode(), h) for p, b, h in bodies[chunk]]
-                done, errors, seconds = _phase(port, batch, threads, deadline)
+            for name in order if index % 2 == 0 else order[::-1]:
+                done, errors, seconds = _phase(port, bodies[name][chunk], threads, deadline)
                 total = totals[name]
                 total[0] += done - errors
                 total[1] += errors

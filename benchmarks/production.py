@@ -34,7 +34,6 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from dataclasses import field
 from urllib.parse import urlencode
 
 from authlib_saml2_grant import SAML2_BEARER_GRANT_TYPE
@@ -44,9 +43,9 @@ from .endpoint import BASIC_AUTH
 from .load import HOST
 from .load import LoadResult
 from .load import _free_port
-from .load import _phase
 from .load import _prepare
-from .load import _wait_ready
+from .load import run_abba
+from .report import Report
 from .report import Table
 from .workload import Workload
 
@@ -62,20 +61,11 @@ TARGET = 0.85
 
 
 @dataclass
-class ProductionSection:
+class ProductionSection(Report):
     """The production shape's results: its own heading, facts, tables and targets."""
 
-    command: str
-    info: dict[str, str]
-    tables: list[Table] = field(default_factory=list)
-
     def text(self) -> str:
-        out = ["Production shape"]
-        out += [f"{key:>9}: {value}" for key, value in self.info.items()]
-        out.append(f"{'command':>9}: {self.command}")
-        for table in self.tables:
-            out += ["", table.text()]
-        return "\n".join(out)
+        return "Production shape\n" + super().text()
 
     def markdown(self) -> str:
         out = [
@@ -199,32 +189,8 @@ def _serve_and_load(
     process = subprocess.Popen(
         command, env={**os.environ, "SAML2_BENCH_DIR": directory, **env}, cwd=os.getcwd()
     )
-    totals = {name: [0, 0, 0.0] for name in bodies}
-    rounds: dict[str, list[float]] = {name: [] for name in bodies}
-    try:
-        _wait_ready(port, process)
-        warm = 40
-        _phase(port, bodies[SAML][:warm] + bodies[JWT][:warm], THREADS, deadline)
-        size = max(1, (len(bodies[SAML]) - warm) // phases)
-        order = [SAML, JWT]
-        for index in range(phases):
-            chunk = slice(warm + index * size, warm + (index + 1) * size)
-            for name in order if index % 2 == 0 else order[::-1]:  # ABBA
-                done, errors, seconds = _phase(port, bodies[name][chunk], THREADS, deadline)
-                total = totals[name]
-                total[0] += done - errors
-                total[1] += errors
-                total[2] += seconds
-                if done:
-                    rounds[name].append((done - errors) / seconds)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
-    return [LoadResult(name, *totals[name], tuple(rounds[name])) for name in bodies]  # type: ignore[arg-type]
+    ordered = {SAML: bodies[SAML], JWT: bodies[JWT]}
+    return run_abba(process, port, ordered, 40, phases, THREADS, deadline)
 
 
 def _results_table(store: str, results: list[LoadResult]) -> Table:
@@ -283,7 +249,7 @@ def run_production(
 
     postgres, redis_url = _stores()
     info = {key: machine[key] for key in ("date", "code", "cpu") if key in machine}
-    section = ProductionSection(command, info)
+    section = ProductionSection(info=info, command=command)
     targets = Table("Production-shape targets", ["target", "measured", "verdict"])
     if postgres is None:
         targets.rows.append(

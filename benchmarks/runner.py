@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _production(plan: Plan, command: str, machine: dict[str, str]) -> ProductionSection:
     if importlib.util.find_spec("gunicorn") is None:
-        section = ProductionSection(command, machine)
+        section = ProductionSection(info=machine, command=command)
         section.tables.append(
             Table(
                 "Production-shape targets",

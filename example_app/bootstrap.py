@@ -112,22 +112,8 @@ def initialize() -> Credentials:
     elif client.client_metadata != DEMO_CLIENT_METADATA:
         client.set_client_metadata(dict(DEMO_CLIENT_METADATA))
         log.info("Updated the metadata of the demo client %s", DEMO_CLIENT_ID)
-    service = db.session.execute(
-        db.select(Client).filter_by(client_id=DEMO_SERVICE_ID)
-    ).scalar_one_or_none()
-    if service is None:
-        service = Client(client_id=DEMO_SERVICE_ID, client_secret="")
-        db.session.add(service)
-    if service.client_metadata != DEMO_SERVICE_METADATA:
-        service.set_client_metadata(dict(DEMO_SERVICE_METADATA))
-    legacy = db.session.execute(
-        db.select(Client).filter_by(client_id=DEMO_LEGACY_CLIENT_ID)
-    ).scalar_one_or_none()
-    if legacy is None:
-        legacy = Client(client_id=DEMO_LEGACY_CLIENT_ID, client_secret="")
-        db.session.add(legacy)
-    if legacy.client_metadata != DEMO_LEGACY_CLIENT_METADATA:
-        legacy.set_client_metadata(dict(DEMO_LEGACY_CLIENT_METADATA))
+    _ensure_secretless_client(DEMO_SERVICE_ID, DEMO_SERVICE_METADATA)
+    _ensure_secretless_client(DEMO_LEGACY_CLIENT_ID, DEMO_LEGACY_CLIENT_METADATA)
     db.session.commit()
     if created:
         log.info("Created the demo user %s and client %s", DEMO_USER_EMAIL, DEMO_CLIENT_ID)
@@ -137,3 +123,15 @@ def initialize() -> Credentials:
         user_email=DEMO_USER_EMAIL,
         created=created,
     )
+
+
+def _ensure_secretless_client(client_id: str, metadata: Mapping[str, Any]) -> None:
+    """Add the client without a secret if missing; bring its metadata up to date."""
+    client = db.session.execute(
+        db.select(Client).filter_by(client_id=client_id)
+    ).scalar_one_or_none()
+    if client is None:
+        client = Client(client_id=client_id, client_secret="")
+        db.session.add(client)
+    if client.client_metadata != metadata:
+        client.set_client_metadata(dict(metadata))
