@@ -169,11 +169,15 @@ class AssertionVerifier:
             data = assertion if isinstance(assertion, bytes) else assertion.encode("utf-8")
         else:
             text = assertion if isinstance(assertion, str) else assertion.decode("latin-1")
-            data = decode_assertion(text, self.max_size)
+            data = decode_assertion(text, self.max_size, line_breaks=envelope != "assertion")
             passed(trace, "decoding", lambda: {"bytes": len(data)})
         root = parse_xml(data)
         passed(trace, "parsing", lambda: {"root": str(root.tag).rpartition("}")[2]})
-        if envelope == "response" or (envelope == "any" and root.tag == RESPONSE_TAG):
+        response = envelope == "response" or (envelope == "any" and root.tag == RESPONSE_TAG)
+        if not response and not xml and envelope == "any":
+            # Decoded as a Response would be; a bare assertion allows no line breaks.
+            decode_assertion(text, self.max_size)
+        if response:
             signed, provider = self._open_response(root, recipients, resolve, clock, trace)
         else:
             signed, provider = self._open_assertion(root, resolve, clock, trace)

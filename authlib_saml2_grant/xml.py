@@ -143,12 +143,17 @@ def hardened_parser() -> etree.XMLParser:
     return parser
 
 
-def decode_assertion(value: str, max_size: int) -> bytes:
+def decode_assertion(value: str, max_size: int, line_breaks: bool = False) -> bytes:
     """Decode the ``assertion`` parameter into XML bytes.
 
     :param value: the parameter as received in the form.
     :param max_size: the largest accepted parameter, in bytes; checked before
         any decoding work.
+    :param line_breaks: accept CR and LF between the Base64 characters, as
+        RFC 2045 Base64 has them (76-character lines): the SAML HTTP-POST
+        binding (bindings 3.5.4) encodes a Web SSO Response that way, and
+        clients pass the ``SAMLResponse`` value on. Never for a bare
+        assertion (:rfc:`7522#section-2.1`).
     :raise AssertionRejected: ``assertion_too_large`` or ``encoding_invalid``.
     """
     check_size(len(value), max_size)
@@ -161,6 +166,8 @@ def decode_assertion(value: str, max_size: int) -> bytes:
             text = unquote(text, errors="strict")
         except UnicodeDecodeError as exc:
             raise _encoding("a percent-escape that is not UTF-8") from exc
+    if line_breaks:
+        text = text.replace("\r", "").replace("\n", "")
     if not text.isascii():
         raise _encoding("non-ASCII characters")
     raw = text.encode("ascii")

@@ -99,6 +99,40 @@ def test_url_encoded_twice_and_unpadded_base64_accepted(legacy_app, idp):
     assert post(legacy_app, response_for(idp).rstrip("=")).status_code == 200
 
 
+def mime_lines(value, newline="\r\n"):
+    """Base64 as RFC 2045 writes it: 76-character lines."""
+    return newline.join(value[i : i + 76] for i in range(0, len(value), 76))
+
+
+@pytest.mark.parametrize("newline", ["\r\n", "\n"], ids=["crlf", "lf"])
+def test_rfc2045_line_breaks_accepted(legacy_app, idp, newline):
+    """SAML bindings 3.5.4: the HTTP-POST binding sends the Response in RFC 2045
+    Base64, with line breaks; a client passing the ``SAMLResponse`` value on is
+    accepted, URL-encoded once (by the form) or twice."""
+    value = mime_lines(response_for(idp), newline)
+    assert "\n" in value
+    assert post(legacy_app, value).status_code == 200
+    twice = urllib.parse.quote(mime_lines(response_for(idp), newline), safe="")
+    assert post(legacy_app, twice).status_code == 200
+
+
+@pytest.mark.parametrize("junk", [" ", "\t", "\r\n "], ids=["space", "tab", "indent"])
+def test_other_whitespace_inside_refused(legacy_app, signals, idp, junk):
+    """Only line breaks are part of RFC 2045 Base64: other blanks inside are
+    ``encoding_invalid`` (SECURITY.md: no embedded junk)."""
+    value = response_for(idp)
+    response = post(legacy_app, value[:100] + junk + value[100:])
+    assert_rejected(response.status_code, response.get_json(), signals.reasons, "encoding_invalid")
+
+
+def test_line_breaks_still_refused_for_a_bare_assertion(legacy_app, signals, idp):
+    """:rfc:`7522#section-2.1`: the saml2-bearer grant's assertion is base64url
+    without line breaks; only the Response flow takes RFC 2045 lines."""
+    bare = idp.mint(audience=AS_ENTITY_ID, recipient=TOKEN_ENDPOINT, urlsafe=False, padding=True)
+    status, body = request_token(legacy_app.test_client(), mime_lines(bare))
+    assert_rejected(status, body, signals.reasons, "encoding_invalid")
+
+
 def test_replayed_response_refused(legacy_app, signals, idp):
     """RFC 7522 section 3 item 6 applies to the assertion inside a Response."""
     assertion = response_for(idp)
@@ -425,3 +459,15 @@ def test_cli_mints_a_response_the_inspector_accepts(tmp_path, capsys):
     assert code == 0, out
     assert "PASS     envelope" in out
     assert "signed: Response, Assertion" in out
+
+
+def test_inspector_takes_line_breaks_in_a_response_only(idp):
+    """The inspector decodes as the grants do: RFC 2045 lines in a Response
+    (the legacy flow) pass, in a bare assertion they fail at decoding."""
+    verifier = AssertionVerifier([idp.identity_provider], [AS_ENTITY_ID], [TOKEN_ENDPOINT])
+    response = inspect_assertion(verifier, mime_lines(response_for(idp)).encode())
+    assert response.valid, response.failure
+    bare = idp.mint(audience=AS_ENTITY_ID, recipient=TOKEN_ENDPOINT, urlsafe=False, padding=True)
+    inspection = inspect_assertion(verifier, mime_lines(bare).encode())
+    assert inspection.failure.reason == "encoding_invalid"
+    assert inspection.get("decoding").status == "fail"
