@@ -37,6 +37,7 @@ from .errors import fail_closed
 from .extension import get_settings
 from .outages import OUTAGE_REASONS
 from .outages import TemporarilyUnavailableError
+from .replay import release_spent
 from .replay import spend_assertion
 from .signals import report_rejection
 from .signals import with_reference
@@ -196,7 +197,7 @@ class SAML2BearerClientAssertion:
         reference = report_rejection(log, self, exc, client_id, "client assertion")
         if exc.reason in OUTAGE_REASONS:
             settings = get_settings()
-            _release(settings.transactional_cache)
+            release_spent(settings.transactional_cache)
             raise TemporarilyUnavailableError(
                 with_reference(TemporarilyUnavailableError.RETRY_DESCRIPTION, reference),
                 retry_after=settings.retry_after,
@@ -221,15 +222,6 @@ def _client_store(query_client: Callable[[str], Any]) -> Callable[[str], Any]:
             ) from exc
 
     return lookup
-
-
-def _release(cache: Any) -> None:
-    """Roll back what the request wrote in its transaction (nothing is spent)."""
-    if cache is not None:
-        try:
-            cache.rollback()
-        except Exception:  # the database is gone: its transaction is lost with it
-            log.warning("Rolling back the SAML2 bearer replay record failed", exc_info=True)
 
 
 @functools.lru_cache(maxsize=256)

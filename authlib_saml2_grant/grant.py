@@ -24,6 +24,7 @@ from .errors import fail_closed
 from .extension import get_settings
 from .outages import OUTAGE_REASONS
 from .outages import TemporarilyUnavailableError
+from .replay import release_spent
 from .replay import spend_assertion
 from .settings import OFFLINE_ACCESS
 from .settings import Saml2BearerSettings
@@ -187,7 +188,7 @@ class SAML2BearerGrant(BaseGrant, TokenEndpointMixin):
         except OAuth2Error:
             # Authlib's own answer, e.g. invalid_scope when the client's
             # get_allowed_scope() refuses the scope: no token, assertion unspent.
-            self._release_spent(settings)
+            release_spent(settings.transactional_cache)
             raise
         except Exception as exc:  # e.g. the token database is down: 503, never a 500
             log.exception("SAML2 bearer token could not be issued")
@@ -196,7 +197,7 @@ class SAML2BearerGrant(BaseGrant, TokenEndpointMixin):
                     "token_error",
                     "Generating or saving the token failed",
                     error=describe_error(exc),
-                    assertion_spent=not self._release_spent(settings),
+                    assertion_spent=not release_spent(settings.transactional_cache),
                 )
             )
         return 200, token, self.TOKEN_RESPONSE_HEADER
@@ -215,17 +216,6 @@ class SAML2BearerGrant(BaseGrant, TokenEndpointMixin):
                     error=describe_error(exc),
                 )
             )
-
-    def _release_spent(self, settings: Saml2BearerSettings) -> bool:
-        """Roll back the uncommitted replay record; whether the assertion is unspent."""
-        cache = settings.transactional_cache
-        if cache is None:
-            return False  # recorded at once: the assertion stays spent
-        try:
-            return cache.rollback() is not False
-        except Exception:  # the database is gone: its transaction is lost with it
-            log.exception("Rolling back the SAML2 bearer replay record failed")
-            return False
 
     def _check_client_binding(
         self, client: Any, assertion: VerifiedAssertion, provider: IdentityProvider | None
@@ -402,7 +392,7 @@ class SAML2BearerGrant(BaseGrant, TokenEndpointMixin):
         spent = exc.details.get("assertion_spent")
         if spent is None:  # failed before the token: leave the session clean, unspent
             spent = False
-            self._release_spent(settings)
+            release_spent(settings.transactional_cache)
         if spent:
             description = TemporarilyUnavailableError.SPENT_DESCRIPTION
         else:

@@ -46,6 +46,7 @@ __all__ = [
     "MemoryReplayCache",
     "SQLAlchemyReplayCache",
     "check_replay_cache",
+    "release_spent",
     "replay_key",
     "spend_assertion",
 ]
@@ -132,6 +133,22 @@ def spend_assertion(
             issuer=assertion.issuer,
             assertion_id=assertion.assertion_id,
         )
+
+
+def release_spent(cache: TransactionalReplayCache | None) -> bool:
+    """Roll back the request's uncommitted replay record, when no token was issued.
+
+    :param cache: the transactional cache, or ``None`` for one that records
+        at once (the assertion then stays spent).
+    :return: whether the assertion is unspent.
+    """
+    if cache is None:
+        return False
+    try:
+        return cache.rollback() is not False
+    except Exception:  # the database is gone: its transaction is lost with it
+        log.exception("Rolling back the SAML2 bearer replay record failed")
+        return False
 
 
 class MemoryReplayCache:
