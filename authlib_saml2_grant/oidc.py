@@ -20,12 +20,15 @@ from types import MappingProxyType
 from typing import Any
 from typing import ClassVar
 
+from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import OAuth2Request
 from authlib.oauth2.rfc6749 import scope_to_list
 from authlib.oidc.core import UserInfo
 from authlib.oidc.core.grants import OpenIDToken
 
 from .assertion import VerifiedAssertion
+from .errors import AssertionRejected
+from .errors import describe_error
 
 __all__ = ["SAML2OpenIDToken"]
 
@@ -223,6 +226,32 @@ class SAML2OpenIDToken(OpenIDToken):
         claims.pop("auth_time", None)
         claims.update(self.get_assertion_claims(self.get_assertion()))
         return claims
+
+    def process_token(self, grant: Any, response: Any) -> Any:
+        """Authlib's ``after_create_token_response`` hook: add the ``id_token``.
+
+        It runs after the access token was saved and the assertion spent, so a
+        failure here (a signing key that cannot be loaded, a hook that raises)
+        is reported by the grant as ``token_error``: a JSON 503 telling the
+        client to retry with a new assertion, never a 500.
+        """
+        try:
+            return super().process_token(grant, response)
+        except OAuth2Error:
+            raise
+        except Exception as exc:
+            reject = getattr(grant, "_reject", None)
+            if reject is None:  # not a SAML2 grant: Authlib's own behaviour
+                raise
+            log.exception("The ID token could not be issued")
+            reject(
+                AssertionRejected(
+                    "token_error",
+                    "Generating the ID token failed",
+                    error=describe_error(exc),
+                    assertion_spent=True,
+                )
+            )
 
     def encode_id_token(self, token: dict[str, Any], request: OAuth2Request) -> str:
         """Encode the ``id_token`` of ``token``, the assertion of ``request``

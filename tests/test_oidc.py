@@ -11,6 +11,7 @@ registers the grant with the extension, and ``oidc-client`` may ask for
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 from datetime import datetime
 from datetime import timedelta
@@ -34,6 +35,7 @@ from .conftest import db
 from .conftest import in_context
 from .conftest import record_signals
 from .conftest import request_token
+from .helpers import assert_unavailable
 
 OIDC_CLIENT_ID = "oidc-client"
 OIDC_CLIENT_SECRET = "oidc-secret"
@@ -78,10 +80,10 @@ def key():
     return RSAKey.generate_key(2048)
 
 
-@pytest.fixture
-def oidc(tmp_path, idp, key):
-    """A test client of the app whose grant carries the OpenID Connect extension,
-    and the assertions it accepted."""
+@contextlib.contextmanager
+def serve_oidc(tmp_path, idp, extension):
+    """A test client of the app whose grant carries the OpenID Connect
+    ``extension``, and the app's signals."""
     app = create_app(
         tmp_path,
         [idp],
@@ -94,7 +96,7 @@ def oidc(tmp_path, idp, key):
         query_client=lambda client_id: storage.query_client(client_id),
         save_token=lambda token, request: storage.save_token(token, request),
     )
-    server.register_grant(Grant, [TestOpenIDToken(key)])
+    server.register_grant(Grant, [extension])
     app.view_functions["issue_token"] = server.create_token_response
     with record_signals(app) as signals, in_context(app):
         client = Client(client_id=OIDC_CLIENT_ID, client_secret=OIDC_CLIENT_SECRET)
@@ -107,7 +109,15 @@ def oidc(tmp_path, idp, key):
         )
         db.session.add(client)
         db.session.commit()
-        yield app.test_client(), signals.accepted
+        yield app.test_client(), signals
+
+
+@pytest.fixture
+def oidc(tmp_path, idp, key):
+    """A test client of the app whose grant carries the OpenID Connect extension,
+    and the assertions it accepted."""
+    with serve_oidc(tmp_path, idp, TestOpenIDToken(key)) as (client, signals):
+        yield client, signals.accepted
 
 
 def oidc_token(client, assertion, **extra):
@@ -275,3 +285,27 @@ def test_hooks_authlib_requires():
         extension.generate_user_info(None, "openid")
     with pytest.raises(RuntimeError):
         extension.get_assertion()
+
+
+class BrokenKeyOpenIDToken(TestOpenIDToken):
+    """An ID token extension whose signing key cannot be loaded."""
+
+    __test__ = False
+
+    def resolve_client_private_key(self, client):
+        raise OSError("the signing key file is missing")
+
+
+def test_id_token_failure_is_a_json_503(tmp_path, idp, mint):
+    """Never a 500: the ID token is built by Authlib's after_create_token_response
+    hook, after the token was saved and the assertion spent; a failure there is
+    ``token_error``, a JSON 503 telling the client to retry with a new assertion,
+    and the assertion stays spent (:rfc:`7522#section-3` item 6)."""
+    with serve_oidc(tmp_path, idp, BrokenKeyOpenIDToken(None)) as (client, signals):
+        assertion = mint()
+        status, body = oidc_token(client, assertion, scope="openid profile")
+        assert_unavailable(status, body, signals.reasons, "token_error", spent=True)
+        assert signals.rejections[0][1]["error"] == "OSError: the signing key file is missing"
+        status, body = oidc_token(client, assertion, scope="openid profile")
+        assert (status, body["error"]) == (400, "invalid_grant")
+        assert signals.reasons[-1] == "replayed"
