@@ -25,7 +25,6 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime
 from datetime import timedelta
-from datetime import timezone
 from typing import Any
 
 from cryptography import x509
@@ -45,6 +44,7 @@ from .trust import TrustStore
 from .trust import load_certificate
 from .trust import load_metadata
 from .verifier import AssertionVerifier
+from .xml import parse_datetime
 
 __all__ = ["main", "build_parser", "UsageError"]
 
@@ -442,12 +442,9 @@ def _app_verifier(args: argparse.Namespace) -> AssertionVerifier:
 
 def _instant(value: str) -> datetime:
     try:
-        instant = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        return parse_datetime(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {value!r}") from None
-    if instant.tzinfo is None:
-        instant = instant.replace(tzinfo=timezone.utc)
-    return instant.astimezone(timezone.utc)
 
 
 _MARKS = {PASS: "PASS", FAIL: "FAIL", NOT_RUN: "not run"}

@@ -20,7 +20,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field
 from datetime import datetime
-from datetime import timezone
 from types import MappingProxyType
 
 from cryptography import x509
@@ -32,6 +31,7 @@ from .errors import ConfigurationError
 from .xml import DS_NS
 from .xml import MD_NS
 from .xml import element_xpath
+from .xml import parse_datetime
 from .xml import parse_xml
 from .xml import qname
 
@@ -341,15 +341,9 @@ def parse_metadata_instant(value: str, attribute: str) -> datetime:
 
     :raise ConfigurationError: when it is not a date and time.
     """
-    text = value.strip()
-    if text[-1:] in ("Z", "z"):
-        text = text[:-1] + "+00:00"
     try:
-        instant = datetime.fromisoformat(text)
+        return parse_datetime(value)
     except ValueError:
         raise ConfigurationError(
             f"SAML metadata {attribute} is not an xs:dateTime: {value[:40]!r}"
         ) from None
-    if instant.tzinfo is None:
-        instant = instant.replace(tzinfo=timezone.utc)
-    return instant.astimezone(timezone.utc)

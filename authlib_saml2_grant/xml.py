@@ -40,6 +40,7 @@ __all__ = [
     "decode_assertion",
     "parse_xml",
     "parse_instant",
+    "parse_datetime",
     "element_text",
     "hardened_parser",
     "qname",
@@ -284,6 +285,22 @@ def parse_instant(value: str | None, attribute: str) -> datetime | None:
             attribute=attribute,
             value=value[:64],
         ) from exc
+
+
+def parse_datetime(value: str) -> datetime:
+    """A lenient ISO 8601 date and time as an aware UTC datetime: ``Z`` or an
+    offset, or no zone (read as UTC). For metadata ``validUntil`` and command
+    options; assertion times go through the strict :func:`parse_instant`.
+
+    :raise ValueError: when it is not a date and time.
+    """
+    text = value.strip()
+    if text[-1:] in ("Z", "z"):
+        text = text[:-1] + "+00:00"
+    instant = datetime.fromisoformat(text)
+    if instant.tzinfo is None:
+        instant = instant.replace(tzinfo=timezone.utc)
+    return instant.astimezone(timezone.utc)
 
 
 def _from_match(match: re.Match[str]) -> datetime:
