@@ -312,11 +312,7 @@ def _identity_providers(
             )
         except ConfigurationError as exc:
             raise ConfigurationError(f"{where}: {exc}") from None
-    named = [p.entity_id for p in providers] + [s.entity_id for s in sources if s.entity_id]
-    twice = sorted({entity_id for entity_id in named if named.count(entity_id) > 1})
     try:
-        if twice:
-            raise ConfigurationError(f"Identity provider {twice[0]!r} is configured twice")
         if sources:
             return RefreshingTrustStore(providers, sources)
         return TrustStore(providers)

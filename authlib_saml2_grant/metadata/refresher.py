@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from datetime import timezone
 
+from ..errors import ConfigurationError
 from ..trust import IdentityProvider
 from ..trust import TrustStore
 from .source import MetadataSource
@@ -107,10 +108,18 @@ class RefreshingTrustStore(TrustStore):
         sources: Iterable[MetadataSource],
         refresher: MetadataRefresher = REFRESHER,
     ) -> None:
-        super().__init__(providers)
+        super().__init__(providers)  # refuses an entity ID configured twice
         self._static = dict(self._providers)
         #: The ``metadata_url`` entries, in configuration order.
         self.sources = tuple(sources)
+        named = set(self._static)
+        for source in self.sources:
+            if source.entity_id in named:
+                raise ConfigurationError(
+                    f"Identity provider {source.entity_id!r} is configured twice"
+                )
+            if source.entity_id:
+                named.add(source.entity_id)
         self._refresher = refresher
         self._rebuild_lock = threading.Lock()
         for source in self.sources:
