@@ -78,10 +78,13 @@ def generate_key_pair(
     key_size: int = 2048,
     curve: ec.EllipticCurve | None = None,
     valid_for: timedelta = timedelta(days=365),
+    valid_from: timedelta = timedelta(days=-1),
 ) -> tuple[rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, x509.Certificate]:
     """A private key and a self-signed certificate for it.
 
     :param key_type: ``"rsa"`` or ``"ec"`` (P-256 unless ``curve`` is given).
+    :param valid_for: the certificate's ``notAfter``, from now.
+    :param valid_from: its ``notBefore``, from now (negative: in the past).
     """
     key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
     if key_type == "rsa":
@@ -98,7 +101,7 @@ def generate_key_pair(
         .issuer_name(name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
+        .not_valid_before(now + valid_from)
         .not_valid_after(now + valid_for)
         .sign(key, hashes.SHA256())
     )

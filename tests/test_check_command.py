@@ -18,10 +18,7 @@ from datetime import timezone
 
 import sqlalchemy as sa
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import NameOID
 
 from authlib_saml2_grant import MemoryReplayCache
 from authlib_saml2_grant import SQLAlchemyReplayCache
@@ -31,6 +28,7 @@ from authlib_saml2_grant.health import OK
 from authlib_saml2_grant.health import WARNING
 from authlib_saml2_grant.health import check_app
 from authlib_saml2_grant.testing import TestIdentityProvider
+from authlib_saml2_grant.testing import generate_key_pair
 from authlib_saml2_grant.trust import fingerprint
 
 from .conftest import create_app
@@ -42,25 +40,15 @@ from .test_metadata import signer  # noqa: F401 - the fixture
 from .test_metadata import url_entry
 
 
-def certificate(
-    days_from: int, days_to: int
-) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+def certificate(days_from: int, days_to: int):
     """A P-256 key and a self-signed certificate valid from ``days_from`` to
     ``days_to`` days from now (negative: in the past)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "check test")])
-    now = datetime.now(timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now + timedelta(days=days_from))
-        .not_valid_after(now + timedelta(days=days_to))
-        .sign(key, hashes.SHA256())
+    return generate_key_pair(
+        "ec",
+        common_name="check test",
+        valid_from=timedelta(days=days_from),
+        valid_for=timedelta(days=days_to),
     )
-    return key, cert
 
 
 def idp_with(entity_id: str, *validity: tuple[int, int]) -> dict:
